@@ -72,7 +72,7 @@ def main_guard(main):
 # --------------------------------------------------------------------------------------
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
     """argparse, but bad input gives one line (not usage + error) and exit status 2."""
 
     def error(self, message):
@@ -95,7 +95,7 @@ def positive_float(text):
 
 def make_parser(description, *, epochs, batch_size, optimizer):
     """The command line shared by every training script, with that script's defaults."""
-    parser = _OneLineParser(
+    parser = ArgumentParser(
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -112,6 +112,10 @@ def make_parser(description, *, epochs, batch_size, optimizer):
     parser.add_argument("--learning-rate", type=positive_float, default=None,
                         help="override the optimizer's learning rate "
                              "(default: the optimizer's own, see README)")
+    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                        help="learning rate over the run: cosine decay to zero, or "
+                             "constant as in the tutorial (adadelta is always "
+                             "constant)")
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="an .npz with x_train, y_train, x_test, y_test as "
                              "keras.datasets.mnist.load_data() returns them, or "
@@ -148,16 +152,26 @@ def parse_args(parser, argv=None):
 # Keras 2 shipped Adadelta with learning_rate=1.0 (the value of the Adadelta paper);
 # Keras 3 defaults to 0.001, with which these models barely train.
 OPTIMIZERS = {
-    "adam": (keras.optimizers.Adam, None),
-    "rmsprop": (keras.optimizers.RMSprop, None),
+    "adam": (keras.optimizers.Adam, 1e-3),
+    "rmsprop": (keras.optimizers.RMSprop, 1e-3),
     "adadelta": (keras.optimizers.Adadelta, 1.0),
 }
 
 
-def make_optimizer(name, learning_rate=None):
-    cls, recipe_rate = OPTIMIZERS[name]
-    rate = learning_rate or recipe_rate
-    return cls(learning_rate=rate) if rate else cls()
+def make_optimizer(args, train_size):
+    """The optimizer named by --optimizer, with --learning-rate and --schedule applied.
+
+    With ``--schedule cosine`` the learning rate glides from its initial value to zero
+    over the whole run instead of staying constant: the same model, trained for the
+    same epochs, ends at a lower loss because the last epochs take small, careful
+    steps. Adadelta adapts its own step sizes, so the 2016 recipe stays constant.
+    """
+    cls, default_rate = OPTIMIZERS[args.optimizer]
+    rate = args.learning_rate or default_rate
+    if args.schedule == "cosine" and args.optimizer != "adadelta":
+        steps = args.epochs * -(-train_size // args.batch_size)
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
+    return cls(learning_rate=rate)
 
 
 # --------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def main():
     # ## Training: reconstruct the input, pixel by pixel binary cross-entropy.
     encoder, decoder, autoencoder = build_autoencoder()
     autoencoder.compile(
-        optimizer=common.make_optimizer(args.optimizer, args.learning_rate),
+        optimizer=common.make_optimizer(args, len(x_train)),
         loss="binary_crossentropy",
     )
     result = common.fit(autoencoder, x_train, x_train, args=args, test=(x_test, x_test))

@@ -63,7 +63,7 @@ def main():
     # cross-entropy (each grey level read as the probability of ink).
     encoder, decoder, autoencoder = build_autoencoder()
     autoencoder.compile(
-        optimizer=common.make_optimizer(args.optimizer, args.learning_rate),
+        optimizer=common.make_optimizer(args, len(x_train)),
         loss="binary_crossentropy",
     )
     result = common.fit(autoencoder, x_train, x_train, args=args, test=(x_test, x_test))

@@ -68,7 +68,7 @@ def main():
     # ## Training: noisy digits in, clean digits as targets.
     encoder, decoder, autoencoder = build_autoencoder()
     autoencoder.compile(
-        optimizer=common.make_optimizer(args.optimizer, args.learning_rate),
+        optimizer=common.make_optimizer(args, len(x_train)),
         loss="binary_crossentropy",
     )
     result = common.fit(autoencoder, noisy_train, x_train, args=args,

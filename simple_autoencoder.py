@@ -29,10 +29,10 @@ PIXELS = 28 * 28
 CODE_SIZE = 32  # 784 / 32: a compression factor of 24.5
 
 # The L1 activity penalty of the sparse model. The blog used 1e-4 (written 10e-5)
-# on Keras 2.1; Keras 3 sums the penalty over the batch, where it is much stronger,
-# so this default was chosen by measurement on full MNIST (see README, Results):
-# it clearly lowers the mean code activation while the test loss stays near the
-# plain model's.
+# with Keras 2.1; Keras 3 divides the penalty by the batch size, so the same number
+# means something else here. This default was chosen by measurement on full MNIST
+# (README, "Results"): it clearly lowers the mean code activation while the test
+# reconstruction loss stays near the plain model's.
 DEFAULT_SPARSITY = 1e-6
 
 
@@ -99,7 +99,7 @@ def main():
     """
     encoder, decoder, autoencoder = build_autoencoder(args.sparsity if args.sparse else 0)
     autoencoder.compile(
-        optimizer=common.make_optimizer(args.optimizer, args.learning_rate),
+        optimizer=common.make_optimizer(args, len(x_train)),
         loss="binary_crossentropy",
         # With --sparse the loss includes the penalty; this metric is the
         # reconstruction error alone, comparable with the plain model's.

@@ -77,7 +77,7 @@ def main():
 
     # ## Training: negative evidence lower bound, nats per image.
     encoder, decoder, vae = build_vae(args.seed)
-    vae.compile(optimizer=common.make_optimizer(args.optimizer, args.learning_rate),
+    vae.compile(optimizer=common.make_optimizer(args, len(x_train)),
                 loss=reconstruction_loss)
     result = common.fit(vae, x_train, x_train, args=args, test=(x_test, x_test))
 
