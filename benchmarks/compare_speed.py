@@ -1,0 +1,163 @@
+"""
+Title: Training speed of each script against a line-by-line Keras 3 port
+Description: Times a few epochs of every script, and of the same model trained the
+way a line-by-line port of the 2018 code does, side by side, and prints the ratios.
+
+    python benchmarks/compare_speed.py --data mnist.npz            # all scripts
+    python benchmarks/compare_speed.py --data mnist.npz --scripts deep image_denoising
+
+Both sides train the same model (the port imports the script's own builder) on the
+same images with the same batch size, optimizer and validation pass per epoch. What
+the port does differently is what a direct translation of the original code does:
+float64 images (``x / 255.``, and float64 Gaussian noise for the denoising inputs),
+a constant learning rate and string-named optimizers. Each side runs in a fresh
+process; the first epoch (tracing, compilation) is excluded from the steady state.
+
+Also prints the denoising model's arithmetic rate in GFLOP/s: 3x the forward
+multiply-adds x 2 per training image plus 2x per validation image, over the epoch's
+wall time. This is a benchmark, not a test: it takes minutes.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SCRIPTS = {
+    "simple_autoencoder": ("simple_autoe", 256, "adam"),
+    "deep_autoencoder": ("deep_autoe", 256, "adam"),
+    "convolutional_autoencoder": ("conv_autoe", 128, "adam"),
+    "image_denoising": ("denoise_autoe", 128, "adam"),
+    "variational_autoencoder": ("variational_autoe", 100, "rmsprop"),
+    "variational_autoencoder_deconv": ("variational_autoe_deconv", 100, "rmsprop"),
+}
+
+
+def port_seconds_per_epoch(script, data, epochs):
+    """Train SCRIPT's model the line-by-line-port way; return seconds per epoch."""
+    import common  # noqa: F401  (quiet TensorFlow start-up, as in the scripts)
+    import keras
+    import numpy as np
+
+    module = importlib.import_module(script)
+    _, batch_size, optimizer = SCRIPTS[script]
+    with np.load(data) as npz:
+        x_train = npz["x_train"].astype("float64") / 255.0
+        x_test = npz["x_test"].astype("float64") / 255.0
+    build = getattr(module, "build_autoencoder", None) or module.build_vae
+    model = build()[2]
+    shape = model.input_shape[1:]
+    x_train = x_train.reshape(len(x_train), *shape)
+    x_test = x_test.reshape(len(x_test), *shape)
+    y_train, y_test = x_train, x_test
+    if script == "image_denoising":
+        x_train = np.clip(x_train + 0.5 * np.random.normal(size=x_train.shape), 0, 1)
+        x_test = np.clip(x_test + 0.5 * np.random.normal(size=x_test.shape), 0, 1)
+    loss = getattr(module, "reconstruction_loss", "binary_crossentropy")
+    model.compile(optimizer=optimizer, loss=loss)
+
+    seconds = []
+    timer = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: seconds.append(-time.perf_counter()),
+        on_epoch_end=lambda epoch, logs: seconds.__setitem__(
+            -1, seconds[-1] + time.perf_counter()))
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, shuffle=True,
+              validation_data=(x_test, y_test), callbacks=[timer], verbose=0)
+    return float(np.median(seconds[1:])), model
+
+
+def forward_macs(model):
+    """Multiply-adds of one forward pass of one image through Dense/Conv layers."""
+    import numpy as np
+
+    total = 0
+    for layer in _leaf_layers(model):
+        kind = type(layer).__name__
+        if kind == "Dense":
+            total += int(np.prod(layer.kernel.shape))
+        elif kind == "Conv2D":
+            out = int(np.prod(layer.output.shape[1:]))
+            total += out * int(np.prod(layer.kernel.shape[:3]))
+        elif kind == "Conv2DTranspose":
+            inp = int(np.prod(layer.input.shape[1:]))
+            kh, kw, out_ch, _ = layer.kernel.shape
+            total += inp * kh * kw * out_ch
+    return total
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def run_side(args, script, side):
+    """Run one side in a fresh process; return its seconds per epoch."""
+    if side == "port":
+        command = [sys.executable, __file__, "--port", script, "--data", args.data,
+                   "--epochs", str(args.epochs)]
+        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode:
+            sys.exit(f"port of {script} failed:\n{out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_epoch"]
+    prefix = SCRIPTS[script][0]
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, f"{script}.py", "--data", args.data, "--epochs",
+                   str(args.epochs), "--out-dir", tmp]
+        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode:
+            sys.exit(f"{script} failed:\n{out.stderr[-2000:]}")
+        metrics = json.loads(Path(tmp, f"{prefix}_metrics.json").read_text())
+    return metrics["seconds_per_epoch"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", required=True, metavar="PATH",
+                        help="full MNIST .npz (keras.datasets.mnist layout)")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per side (the first is not counted)")
+    parser.add_argument("--scripts", nargs="+", choices=sorted(SCRIPTS),
+                        default=list(SCRIPTS), help="which scripts to time")
+    parser.add_argument("--port", help=argparse.SUPPRESS)  # internal: one port run
+    args = parser.parse_args()
+    if not Path(args.data).is_file():
+        parser.exit(2, f"compare_speed.py: error: --data {args.data}: no such file\n")
+
+    if args.port:
+        seconds, model = port_seconds_per_epoch(args.port, args.data, args.epochs)
+        print(json.dumps({"seconds_per_epoch": seconds, "macs": forward_macs(model)}))
+        return
+
+    import keras
+
+    print(f"{'script':32} {'port s/epoch':>13} {'ours s/epoch':>13} {'speed-up':>9}")
+    for script in args.scripts:
+        port = run_side(args, script, "port")
+        ours = run_side(args, script, "ours")
+        print(f"{script:32} {port:13.1f} {ours:13.1f} {port / ours:8.2f}x", flush=True)
+        if script == "image_denoising":
+            denoise_ours = ours
+    if "image_denoising" in args.scripts:
+        model = importlib.import_module("image_denoising").build_autoencoder()[2]
+        with __import__("numpy").load(args.data) as npz:
+            n_train, n_test = len(npz["x_train"]), len(npz["x_test"])
+        flops = 2 * forward_macs(model) * (3 * n_train + n_test)
+        print(f"image_denoising: {flops / 1e9:.0f} GFLOP per epoch, "
+              f"{flops / 1e9 / denoise_ours:.0f} GFLOP/s")
+    print(f"Backend {keras.backend.backend()}, {os.cpu_count()} CPU cores")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""
+Title: Train every model at its defaults and tabulate the results
+Description: Runs the six scripts (and --sparse) on one dataset, then collects each
+<prefix>_metrics.json and the 5-nearest-neighbour accuracy of the saved features into
+results/results.json and a markdown table (results/results.md) for the README.
+
+    python benchmarks/run_all.py --data mnist.npz          # about 75 min on 2 cores
+    python benchmarks/run_all.py --data mnist.npz --collect-only
+
+Every run's outputs (features, figures, models) stay in --out-dir (default
+results/features); --collect-only skips training and tabulates what is there.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# (prefix, command, code size, the tutorial's published figure, our target)
+MODELS = [
+    ("simple_autoe", ["simple_autoencoder.py"], "32",
+     "~0.09 (Adam text), 0.11 (2016 Adadelta)", 0.090),
+    ("sparse_autoe", ["simple_autoencoder.py", "--sparse"], "32",
+     "0.10 (test)", 0.100),
+    ("deep_autoe", ["deep_autoencoder.py"], "32", "~0.08 (Adam), 0.097 (Adadelta)",
+     0.080),
+    ("conv_autoe", ["convolutional_autoencoder.py"], "4x4x8 = 128", "0.094", 0.090),
+    ("denoise_autoe", ["image_denoising.py"], "7x7x32 = 1568", "none published", 0.100),
+    ("variational_autoe", ["variational_autoencoder.py"], "2",
+     "~147-150 (comparable 2-d VAEs)", 145.0),
+    ("variational_autoe_deconv", ["variational_autoencoder_deconv.py"], "2",
+     "~147 (keras-io conv VAE, train loss)", 145.0),
+]
+
+
+def train(data, out_dir, only):
+    for prefix, command, *_ in MODELS:
+        if only and prefix not in only:
+            continue
+        print(f"== {' '.join(command)}", flush=True)
+        status = subprocess.call([sys.executable, *command, "--data", data,
+                                  "--out-dir", str(out_dir)], cwd=ROOT)
+        if status:
+            sys.exit(f"run_all.py: error: {' '.join(command)} failed (exit {status})")
+
+
+def collect(out_dir):
+    from visualize_latent_space import knn_accuracy, load_array
+
+    rows = []
+    for prefix, command, code, tutorial, target in MODELS:
+        metrics_path = out_dir / f"{prefix}_metrics.json"
+        if not metrics_path.exists():
+            print(f"(no {metrics_path.name}: {prefix} not trained yet)")
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        features = load_array(out_dir / f"{prefix}_features.pickle")
+        labels = load_array(out_dir / f"{prefix}_labels.pickle")
+        # The sparse model's loss includes its L1 penalty; compare reconstructions.
+        loss = metrics.get("test_reconstruction", metrics["test_loss"])
+        rows.append({
+            "model": prefix, "command": " ".join(command), "code_size": code,
+            "epochs": metrics["epochs"], "test_loss": loss,
+            "tutorial_figure": tutorial, "target": target, "met": loss <= target,
+            "knn_accuracy": knn_accuracy(features, labels),
+            "seconds_per_epoch": metrics["seconds_per_epoch"],
+            "total_minutes": metrics["training_seconds"] / 60,
+            "mean_code_activation": metrics.get("mean_code_activation"),
+            "backend": metrics["backend"], "machine": metrics["machine"],
+            "data": metrics["data"]["source"],
+        })
+    return rows
+
+
+def markdown(rows):
+    lines = [
+        "| model | code size | epochs | test loss | tutorial's figure | target | "
+        "5-NN accuracy | s/epoch | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        loss = f"{r['test_loss']:.1f}" if r["test_loss"] > 10 else f"{r['test_loss']:.4f}"
+        target = f"≤ {r['target']:g} " + ("met" if r["met"] else "**missed**")
+        lines.append(f"| {r['model']} | {r['code_size']} | {r['epochs']} | {loss} | "
+                     f"{r['tutorial_figure']} | {target} | {r['knn_accuracy']:.3f} | "
+                     f"{r['seconds_per_epoch']:.1f} | {r['total_minutes']:.1f} |")
+    total = sum(r["total_minutes"] for r in rows)
+    backends = sorted({r["backend"] for r in rows})
+    machines = sorted({r["machine"] for r in rows})
+    lines.append("")
+    lines.append(f"Total training time {total:.0f} minutes; backend "
+                 f"{', '.join(backends)}; {', '.join(machines)} "
+                 f"({platform.processor() or platform.machine()}).")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", metavar="PATH",
+                        help="full MNIST .npz (keras.datasets.mnist layout); "
+                             "default: what the scripts load by default")
+    parser.add_argument("--out-dir", default=str(ROOT / "results" / "features"),
+                        help="where the scripts write their outputs")
+    parser.add_argument("--results", default=str(ROOT / "results"),
+                        help="where results.json and results.md are written")
+    parser.add_argument("--only", nargs="+", metavar="PREFIX",
+                        help="train only these models (e.g. deep_autoe conv_autoe)")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="do not train; tabulate the metrics already in --out-dir")
+    args = parser.parse_args()
+    if args.data and not Path(args.data).is_file():
+        parser.exit(2, f"run_all.py: error: --data {args.data}: no such file\n")
+
+    out_dir = Path(args.out_dir)
+    if not args.collect_only:
+        train(args.data, out_dir, args.only)
+    rows = collect(out_dir)
+    if not rows:
+        parser.exit(2, f"run_all.py: error: no metrics files in {out_dir}\n")
+
+    import common
+
+    results = Path(args.results)
+    common.save_json({"models": rows, "cpu_count": os.cpu_count()},
+                     results / "results.json")
+    table = markdown(rows)
+    with common.atomic_path(results / "results.md") as tmp:
+        tmp.write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
