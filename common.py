@@ -94,28 +94,29 @@ def positive_float(text):
 
 
 def make_parser(description, *, epochs, batch_size, optimizer):
-    """The command line shared by every training script, with that script's defaults."""
-    parser = ArgumentParser(
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    # A text default (e.g. "50, or 100 with --sparse") is shown in --help and left
-    # for the script to resolve.
+    """The command line shared by every training script, with that script's defaults.
+
+    ``epochs`` may be a text (e.g. "50, or 100 with --sparse"): it is shown in --help
+    and the script resolves the number itself.
+    """
+    parser = ArgumentParser(description=description.strip(),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=positive_int,
                         default=epochs if isinstance(epochs, int) else None,
                         help=f"passes over the training set (default: {epochs})")
     parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                        help="images per gradient step")
+                        help="images per gradient step (default: %(default)s)")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=optimizer,
-                        help="'adadelta' reproduces the 2016 blog recipe "
-                             "(learning rate 1.0)")
+                        help="default: %(default)s; 'adadelta' reproduces the 2016 "
+                             "blog recipe (learning rate 1.0)")
     parser.add_argument("--learning-rate", type=positive_float, default=None,
-                        help="override the optimizer's learning rate "
-                             "(default: the optimizer's own, see README)")
+                        metavar="LR",
+                        help="initial learning rate (default: 0.001; 1.0 for "
+                             "adadelta)")
     parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
-                        help="learning rate over the run: cosine decay to zero, or "
-                             "constant as in the tutorial (adadelta is always "
-                             "constant)")
+                        help="learning rate over the run: decays to zero along a "
+                             "cosine, or stays constant as in the tutorial "
+                             "(default: %(default)s; adadelta is always constant)")
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="an .npz with x_train, y_train, x_test, y_test as "
                              "keras.datasets.mnist.load_data() returns them, or "
@@ -123,12 +124,14 @@ def make_parser(description, *, epochs, batch_size, optimizer):
                              "(default: download MNIST with Keras, falling back to the "
                              "sample when offline)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                        help="use only the first N training and N test images "
-                             "(quick runs; default: all)")
+                        help="use only the first N training and N test images, for "
+                             "quick runs (default: all)")
     parser.add_argument("--seed", type=int, default=1337,
-                        help="random seed for weights, shuffling, noise and sampling")
+                        help="random seed for weights, shuffling, noise and sampling "
+                             "(default: %(default)s)")
     parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR, metavar="DIR",
-                        help="where features, metrics, figures and models are written")
+                        help="where features, metrics, figures and models are "
+                             "written (default: %(default)s)")
     parser.add_argument("--show", action="store_true",
                         help="also open the figures in a window (they are always "
                              "saved as PNG files)")

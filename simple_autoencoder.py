@@ -66,11 +66,12 @@ def main():
     parser = common.make_parser(__doc__, epochs="50, or 100 with --sparse",
                                 batch_size=256, optimizer="adam")
     parser.add_argument("--sparse", action="store_true",
-                        help="add an L1 activity penalty on the code (the sparse "
-                             "autoencoder; trains 100 epochs by default)")
+                        help="add an L1 activity penalty on the code: the sparse "
+                             "autoencoder")
     parser.add_argument("--sparsity", type=common.positive_float,
                         default=DEFAULT_SPARSITY,
-                        help="strength of the L1 penalty used with --sparse")
+                        help="strength of the L1 penalty used with --sparse "
+                             "(default: %(default)s)")
     args = common.parse_args(parser)
     # The blog trains the sparse model twice as long: the penalty slows learning.
     if args.epochs is None:

@@ -12,7 +12,6 @@ keeps those neighbourhoods.
 
     python visualize_latent_space.py features/deep_autoe_features.pickle
     python visualize_latent_space.py features/conv_autoe_features.pickle --perplexity 50
-    python visualize_latent_space.py features/deep_autoe_features.pickle --max-points 2000
     python visualize_latent_space.py features/variational_autoe_features.pickle --show
     python visualize_latent_space.py --all                  # every model in features/
     python visualize_latent_space.py --all runs/ --output comparison.png
@@ -148,15 +147,22 @@ def load_pickle(path, data=None):
         raise common.UserError(
             f"{path}: refused to load: the pickle would import {error}, and only numpy "
             "arrays are allowed (a pickle can run code as it loads)") from None
-    except EOFError:
-        raise common.UserError(f"{path}: truncated pickle (the file ends too early)") \
-            from None
     except Exception as error:  # noqa: BLE001 - any malformed input is the file's fault
-        if "truncated" in str(error):
-            raise common.UserError(f"{path}: truncated pickle (the file ends too early)") \
-                from None
+        if isinstance(error, EOFError) or "truncated" in str(error):
+            raise common.UserError(f"{path}: truncated pickle (the file ends too "
+                                   "early)") from None
+        reason = " ".join(str(error).split())  # some messages span two lines
         raise common.UserError(f"{path}: not a pickled numpy array "
-                               f"({type(error).__name__}: {error})") from None
+                               f"({type(error).__name__}: {reason})") from None
+
+
+def load_array(path):
+    """A numpy array from a pickle, loaded safely; any problem is a UserError."""
+    array = load_pickle(path)
+    if not isinstance(array, np.ndarray):
+        raise common.UserError(f"{path}: contains a {type(array).__name__}, expected a "
+                               "numpy array")
+    return array
 
 
 def read_bytes(path):
@@ -182,6 +188,8 @@ flat row per image, so every code is flattened (4 x 4 x 8 -> 128 numbers).
 
 def check_features(array, path):
     """Return the features as float32 rows (N, D); every problem is a UserError."""
+    if isinstance(array, np.generic):  # a numpy scalar, e.g. np.float32(1.5)
+        array = np.asarray(array)
     if not isinstance(array, np.ndarray):
         raise common.UserError(f"{path}: contains a {type(array).__name__}, expected a "
                                "numpy array of features")
@@ -194,7 +202,8 @@ def check_features(array, path):
     if array.size == 0:
         raise common.UserError(f"{path}: empty array of shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise common.UserError(f"{path}: array of dtype {array.dtype}, expected numbers")
+        raise common.UserError(f"{path}: array of dtype {array.dtype}, expected "
+                               "numbers")
     rows = array.reshape(len(array), -1).astype(np.float32)
     bad = np.count_nonzero(~np.isfinite(rows))
     if bad:
@@ -221,8 +230,8 @@ def check_labels(array, path, count, features_path):
 
 def labels_path_for(features_path):
     if not features_path.name.endswith(FEATURES_SUFFIX):
-        raise common.UserError(f"{features_path}: cannot tell where its labels are (the "
-                               f"name does not end in {FEATURES_SUFFIX}); pass "
+        raise common.UserError(f"{features_path}: cannot tell where its labels are "
+                               f"(the name does not end in {FEATURES_SUFFIX}); pass "
                                "--labels PATH")
     return features_path.with_name(prefix_of(features_path) + "_labels.pickle")
 
@@ -364,12 +373,17 @@ class TsneProgress(io.TextIOBase):
             match = re.match(r"\[t-SNE\] Iteration (\d+):", line)
             if match and int(match[1]) % 100 == 0:
                 print(f"  iteration {match[1]}/{self.max_iter}, "
-                      f"{time.perf_counter() - self.start:.0f} s", file=self.out, flush=True)
+                      f"{time.perf_counter() - self.start:.0f} s", file=self.out,
+                      flush=True)
         return len(text)
 
 
-def run_tsne(rows, settings):
-    """The 2-D t-SNE map of ``rows`` (float32), printing progress while it runs."""
+def run_tsne(rows, settings, threads=None):
+    """The 2-D t-SNE map of ``rows`` (float32), printing progress while it runs.
+
+    The map does not depend on ``threads`` (each thread computes whole points), so the
+    thread count is not part of the cache's record.
+    """
     n, dims = rows.shape
     if n <= settings["perplexity"]:
         raise common.UserError(f"--perplexity {settings['perplexity']:g} needs more "
@@ -379,9 +393,10 @@ def run_tsne(rows, settings):
         inputs = PCA(n_components=PCA_DIMS, random_state=settings["seed"]) \
             .fit_transform(rows)
         print(f"PCA: {dims} -> {PCA_DIMS} dimensions before t-SNE")
-    print(f"t-SNE of {n:,} points x {inputs.shape[1]} dimensions (perplexity "
+    on = f" on {threads} thread{'s' if threads > 1 else ''}" if threads else ""
+    print(f"t-SNE of {n:,} points x {inputs.shape[1]} dimensions{on} (perplexity "
           f"{settings['perplexity']:g}, {settings['max_iter']} iterations, seed "
-          f"{settings['seed']}); 10,000 points take about a minute on 2 cores",
+          f"{settings['seed']}); 10,000 points take about half a minute on 2 cores",
           flush=True)
     tsne = TSNE(
         n_components=2,
@@ -471,7 +486,7 @@ def latent_map(codes, args):
                    ("knn_accuracy", "trustworthiness", "trust_points")}
         return points, labels, dict(quality, points=len(rows), cached=True)
 
-    points = run_tsne(rows, key["settings"])
+    points = run_tsne(rows, key["settings"], args.threads)
     trust, trust_points = map_trustworthiness(rows, points, labels, args.seed)
     quality = {"knn_accuracy": knn_accuracy(rows, labels), "trustworthiness": trust,
                "trust_points": trust_points}
@@ -512,7 +527,7 @@ def draw_map(ax, codes, points, labels, quality, *, compact=False):
 
     colours = ListedColormap(plt.get_cmap("tab10").colors[:DIGITS])
     order = np.random.default_rng(0).permutation(len(points))
-    size = float(np.clip(20_000 / len(points), 1, 20))
+    size = float(np.clip(30_000 / len(points), 1, 20))
     ax.scatter(points[order, 0], points[order, 1], c=labels[order], s=size,
                cmap=colours, norm=BoundaryNorm(np.arange(DIGITS + 1) - 0.5, DIGITS),
                linewidths=0, alpha=0.8)
@@ -528,8 +543,8 @@ def draw_map(ax, codes, points, labels, quality, *, compact=False):
         trust = f"trustworthiness {fmt(quality['trustworthiness'])}"
     knn = f"5-NN accuracy {fmt(quality['knn_accuracy'])}"
     if compact:
-        ax.set_title(f"{codes.name}\ncodes {codes.describe()}, {method}\n{knn}, {trust}",
-                     fontsize=10)
+        ax.set_title(f"{codes.name}\ncodes {codes.describe()}, {method}\n"
+                     f"{knn}, {trust}", fontsize=10)
     else:
         ax.set_title(f"{codes.name}: {method} of {len(points):,} test codes "
                      f"({codes.describe()})\n{knn}  \u00b7  {trust}")
@@ -712,7 +727,8 @@ def plot_all(args):
           f"Trustworthiness: of the t-SNE map, {NEIGHBOURS} neighbours.")
     print_table(table)
     print()
-    plot_grid(panels, args.output or Path(args.all) / "all_latent_spaces.png", args.show)
+    output = args.output or Path(args.all) / "all_latent_spaces.png"
+    plot_grid(panels, output, args.show)
 
 
 def main(argv=None):
@@ -720,7 +736,7 @@ def main(argv=None):
     if (args.features is None) == (args.all is None):
         raise common.UserError("give one FEATURES pickle or --all [DIR]")
     if args.all is not None and args.labels:
-        raise common.UserError("--labels works with one FEATURES pickle, not with --all")
+        raise common.UserError("--labels goes with one FEATURES pickle, not --all")
     if not args.show:
         import matplotlib
 

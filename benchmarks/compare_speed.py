@@ -41,7 +41,7 @@ SCRIPTS = {
 }
 
 
-def port_seconds_per_epoch(script, data, epochs):
+def port_seconds_per_epoch(script, data, epochs, limit=None):
     """Train SCRIPT's model the line-by-line-port way; return seconds per epoch."""
     import common  # noqa: F401  (quiet TensorFlow start-up, as in the scripts)
     import keras
@@ -50,8 +50,8 @@ def port_seconds_per_epoch(script, data, epochs):
     module = importlib.import_module(script)
     _, batch_size, optimizer = SCRIPTS[script]
     with np.load(data) as npz:
-        x_train = npz["x_train"].astype("float64") / 255.0
-        x_test = npz["x_test"].astype("float64") / 255.0
+        x_train = npz["x_train"][:limit].astype("float64") / 255.0
+        x_test = npz["x_test"][:limit].astype("float64") / 255.0
     build = getattr(module, "build_autoencoder", None) or module.build_vae
     model = build()[2]
     shape = model.input_shape[1:]
@@ -101,62 +101,83 @@ def _leaf_layers(model):
             yield layer
 
 
-def run_side(args, script, side):
-    """Run one side in a fresh process; return its seconds per epoch."""
+def run_side(args, script, side, backend="tensorflow"):
+    """Run one side in a fresh process; return its seconds per full epoch."""
+    limit = ["--limit", str(args.limit)] if args.limit else []
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    scale = 60000 / args.limit if args.limit else 1.0  # extrapolate to 60k images
     if side == "port":
         command = [sys.executable, __file__, "--port", script, "--data", args.data,
-                   "--epochs", str(args.epochs)]
-        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+                   "--epochs", str(args.epochs), *limit]
+        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
         if out.returncode:
             sys.exit(f"port of {script} failed:\n{out.stderr[-2000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_epoch"]
+        return scale * json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_epoch"]
     prefix = SCRIPTS[script][0]
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, f"{script}.py", "--data", args.data, "--epochs",
-                   str(args.epochs), "--out-dir", tmp]
-        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+                   str(args.epochs), "--out-dir", tmp, *limit]
+        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
         if out.returncode:
             sys.exit(f"{script} failed:\n{out.stderr[-2000:]}")
         metrics = json.loads(Path(tmp, f"{prefix}_metrics.json").read_text())
-    return metrics["seconds_per_epoch"]
+    return scale * metrics["seconds_per_epoch"]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, metavar="PATH",
                         help="full MNIST .npz (keras.datasets.mnist layout)")
     parser.add_argument("--epochs", type=int, default=3,
-                        help="epochs per side (the first is not counted)")
+                        help="epochs per side, the first not counted (default: %(default)s)")
     parser.add_argument("--scripts", nargs="+", choices=sorted(SCRIPTS),
-                        default=list(SCRIPTS), help="which scripts to time")
+                        default=list(SCRIPTS), help="which scripts to time (default: all)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="time epochs of N images and extrapolate to 60,000 "
+                             "(for slow backend/model pairs; default: full epochs)")
+    parser.add_argument("--backends", nargs="+", default=["tensorflow"],
+                        choices=["tensorflow", "jax", "torch"],
+                        help="also time our scripts on these Keras backends (the "
+                             "port always runs on TensorFlow, the default backend; "
+                             "default: %(default)s)")
+    parser.add_argument("--skip-port", action="store_true",
+                        help="time only our scripts (e.g. to compare backends)")
     parser.add_argument("--port", help=argparse.SUPPRESS)  # internal: one port run
     args = parser.parse_args()
     if not Path(args.data).is_file():
         parser.exit(2, f"compare_speed.py: error: --data {args.data}: no such file\n")
 
     if args.port:
-        seconds, model = port_seconds_per_epoch(args.port, args.data, args.epochs)
+        seconds, model = port_seconds_per_epoch(args.port, args.data, args.epochs,
+                                                args.limit)
         print(json.dumps({"seconds_per_epoch": seconds, "macs": forward_macs(model)}))
         return
 
-    import keras
-
-    print(f"{'script':32} {'port s/epoch':>13} {'ours s/epoch':>13} {'speed-up':>9}")
+    ours_columns = [f"{b} s/epoch" for b in args.backends]
+    header = ([] if args.skip_port else ["port (TF) s/epoch"]) + ours_columns
+    print(f"{'script':32}" + "".join(f"{h:>20}" for h in header)
+          + ("" if args.skip_port else f"{'speed-up (TF)':>15}"))
+    timings = {}
     for script in args.scripts:
-        port = run_side(args, script, "port")
-        ours = run_side(args, script, "ours")
-        print(f"{script:32} {port:13.1f} {ours:13.1f} {port / ours:8.2f}x", flush=True)
-        if script == "image_denoising":
-            denoise_ours = ours
-    if "image_denoising" in args.scripts:
+        port = None if args.skip_port else run_side(args, script, "port")
+        ours = {b: run_side(args, script, "ours", b) for b in args.backends}
+        timings[script] = {"port_tensorflow": port, **ours}
+        cells = ([] if port is None else [port]) + list(ours.values())
+        line = f"{script:32}" + "".join(f"{c:20.1f}" for c in cells)
+        if port is not None and "tensorflow" in ours:
+            line += f"{port / ours['tensorflow']:14.2f}x"
+        print(line, flush=True)
+    if "image_denoising" in timings and "tensorflow" in args.backends:
         model = importlib.import_module("image_denoising").build_autoencoder()[2]
         with __import__("numpy").load(args.data) as npz:
             n_train, n_test = len(npz["x_train"]), len(npz["x_test"])
         flops = 2 * forward_macs(model) * (3 * n_train + n_test)
+        seconds = timings["image_denoising"]["tensorflow"]
         print(f"image_denoising: {flops / 1e9:.0f} GFLOP per epoch, "
-              f"{flops / 1e9 / denoise_ours:.0f} GFLOP/s")
-    print(f"Backend {keras.backend.backend()}, {os.cpu_count()} CPU cores")
+              f"{flops / 1e9 / seconds:.0f} GFLOP/s on TensorFlow")
+    print(f"{os.cpu_count()} CPU cores" + (f"; epochs of {args.limit} images, "
+          "extrapolated to 60,000" if args.limit else ""))
 
 
 if __name__ == "__main__":

@@ -103,15 +103,15 @@ def markdown(rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", metavar="PATH",
                         help="full MNIST .npz (keras.datasets.mnist layout); "
                              "default: what the scripts load by default")
     parser.add_argument("--out-dir", default=str(ROOT / "results" / "features"),
-                        help="where the scripts write their outputs")
+                        help="where the scripts write their outputs (default: results/features)")
     parser.add_argument("--results", default=str(ROOT / "results"),
-                        help="where results.json and results.md are written")
+                        help="where results.json and results.md are written (default: results)")
     parser.add_argument("--only", nargs="+", metavar="PREFIX",
                         help="train only these models (e.g. deep_autoe conv_autoe)")
     parser.add_argument("--collect-only", action="store_true",

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import ROOT, one_line_error, run_script
 
-LIMIT = 1000  # training images; the sample holds 1,000 test images
-N_TEST = 1000
+LIMIT = 500  # training and test images (the sample holds 4,000 and 1,000)
+N_TEST = LIMIT
 
 # script, extra flags, output prefix, code shape per image, extra figures
 SCRIPTS = [
