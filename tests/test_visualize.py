@@ -394,7 +394,7 @@ def test_new_labels_or_a_tampered_cache_are_not_trusted(tmp_path, capsys):
 
 def test_same_seed_same_picture(tmp_path):
     features, _ = digit_codes()
-    settings = {"perplexity": 30.0, "max_iter": 250, "seed": 7}
+    settings = vls.tsne_settings(vls.make_parser().parse_args([*FAST, "--seed", "7"]))
     with vls.threadpool_limits(limits=1):
         a = vls.run_tsne(features, settings)
         b = vls.run_tsne(features, settings)
