@@ -75,7 +75,8 @@ def collect(out_dir):
             "total_minutes": metrics["training_seconds"] / 60,
             "mean_code_activation": metrics.get("mean_code_activation"),
             "backend": metrics["backend"], "machine": metrics["machine"],
-            "data": metrics["data"]["source"],
+            # A local path says nothing on another machine; keep the file's name.
+            "data": Path(metrics["data"]["source"]).name,
         })
     return rows
 
