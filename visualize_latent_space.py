@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 
 if __name__ == "__main__":
+    # No model runs here: Keras (imported by common) needs no TensorFlow, which would
+    # cost seconds of start-up and print its log lines around our one-line errors.
     os.environ["KERAS_BACKEND"] = "numpy"
 
 import numpy as np  # noqa: E402

@@ -124,11 +124,15 @@ def test_saved_encoder_reproduces_features(tmp_path):
     assert "features match" in check.stdout
 
 
-def test_same_seed_same_features(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_seed_same_features(backend, tmp_path):
+    backend_available(backend)
+
     def features(seed, name):
         out = tmp_path / name
         result = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 1,
-                            "--limit", 500, "--seed", seed, "--out-dir", out)
+                            "--limit", 500, "--seed", seed, "--out-dir", out,
+                            backend=backend)
         assert result.returncode == 0, result.stderr[-3000:]
         return (out / "simple_autoe_features.pickle").read_bytes()
 
