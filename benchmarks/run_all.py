@@ -4,7 +4,7 @@ Description: Runs the six scripts (and --sparse) on one dataset, then collects e
 <prefix>_metrics.json and the 5-nearest-neighbour accuracy of the saved features into
 results/results.json and a markdown table (results/results.md) for the README.
 
-    python benchmarks/run_all.py --data mnist.npz          # about 75 min on 2 cores
+    python benchmarks/run_all.py --data mnist.npz          # about an hour on 2 cores
     python benchmarks/run_all.py --data mnist.npz --collect-only
 
 Every run's outputs (features, figures, models) stay in --out-dir (default
@@ -46,7 +46,8 @@ def train(data, out_dir, only):
         if only and prefix not in only:
             continue
         print(f"== {' '.join(command)}", flush=True)
-        status = subprocess.call([sys.executable, *command, "--data", data,
+        data_flag = ["--data", data] if data else []  # else the scripts' own default
+        status = subprocess.call([sys.executable, *command, *data_flag,
                                   "--out-dir", str(out_dir)], cwd=ROOT)
         if status:
             sys.exit(f"run_all.py: error: {' '.join(command)} failed (exit {status})")
