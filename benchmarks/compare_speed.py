@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -45,7 +47,6 @@ def port_seconds_per_epoch(script, data, epochs, limit=None):
     """Train SCRIPT's model the line-by-line-port way; return seconds per epoch."""
     import common  # noqa: F401  (quiet TensorFlow start-up, as in the scripts)
     import keras
-    import numpy as np
 
     module = importlib.import_module(script)
     _, batch_size, optimizer = SCRIPTS[script]
@@ -71,13 +72,11 @@ def port_seconds_per_epoch(script, data, epochs, limit=None):
             -1, seconds[-1] + time.perf_counter()))
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, shuffle=True,
               validation_data=(x_test, y_test), callbacks=[timer], verbose=0)
-    return float(np.median(seconds[1:])), model
+    return float(np.median(seconds[1:]))
 
 
 def forward_macs(model):
     """Multiply-adds of one forward pass of one image through Dense/Conv layers."""
-    import numpy as np
-
     total = 0
     for layer in _leaf_layers(model):
         kind = type(layer).__name__
@@ -149,9 +148,8 @@ def main():
         parser.exit(2, f"compare_speed.py: error: --data {args.data}: no such file\n")
 
     if args.port:
-        seconds, model = port_seconds_per_epoch(args.port, args.data, args.epochs,
-                                                args.limit)
-        print(json.dumps({"seconds_per_epoch": seconds, "macs": forward_macs(model)}))
+        seconds = port_seconds_per_epoch(args.port, args.data, args.epochs, args.limit)
+        print(json.dumps({"seconds_per_epoch": seconds}))
         return
 
     ours_columns = [f"{b} s/epoch" for b in args.backends]
@@ -170,7 +168,7 @@ def main():
         print(line, flush=True)
     if "image_denoising" in timings and "tensorflow" in args.backends:
         model = importlib.import_module("image_denoising").build_autoencoder()[2]
-        with __import__("numpy").load(args.data) as npz:
+        with np.load(args.data) as npz:
             n_train, n_test = len(npz["x_train"]), len(npz["x_test"])
         flops = 2 * forward_macs(model) * (3 * n_train + n_test)
         seconds = timings["image_denoising"]["tensorflow"]

@@ -1,7 +1,6 @@
 """Start writing a large pickle over PATH and get killed midway: ``killed_write.py PATH``."""
 
 import os
-import pickle
 import signal
 import sys
 from pathlib import Path
@@ -18,4 +17,3 @@ class KillMidway:
 
 
 common.save_pickle([bytes(50_000_000), KillMidway()], sys.argv[1])
-pickle.dumps(None)  # not reached

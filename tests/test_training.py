@@ -13,7 +13,7 @@ import pickle
 import numpy as np
 import pytest
 
-from conftest import ROOT, one_line_error, run_script
+from conftest import one_line_error, run_script
 
 LIMIT = 500  # training and test images (the sample holds 4,000 and 1,000)
 N_TEST = LIMIT
@@ -35,8 +35,7 @@ BACKENDS = ["tensorflow", "jax", "torch"]
 
 
 def backend_available(name):
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[name]
-    if importlib.util.find_spec(module) is not None:
+    if importlib.util.find_spec(name) is not None:  # backend and package share a name
         return True
     # CI installs every backend and sets this, so a missing one fails there rather
     # than being skipped.
