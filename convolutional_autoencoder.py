@@ -57,7 +57,11 @@ def build_autoencoder():
 
 
 def main():
-    parser = common.make_parser(__doc__, epochs=50, batch_size=128, optimizer="adam")
+    # Adam's usual 0.001 is too timid for this small network: its test loss was still
+    # falling at 0.0949 after the 50 epochs. 0.003 reaches 0.0885 in the same epochs
+    # (0.01 learned more slowly again); see README, "Results".
+    parser = common.make_parser(__doc__, epochs=50, batch_size=128, optimizer="adam",
+                                learning_rate=3e-3)
     args = common.parse_args(parser)
     common.check_output_dir(args.out_dir)
 

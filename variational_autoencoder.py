@@ -94,7 +94,11 @@ def build_vae(seed=None):
 
 
 def main():
-    parser = common.make_parser(__doc__, epochs=50, batch_size=100, optimizer="rmsprop")
+    # The blog trains with RMSprop at 0.001: 152.6 nats on the test set after 50
+    # epochs. Adam at 0.003 gets to about 148 in the same epochs (README, "Results");
+    # --optimizer rmsprop restores the blog's recipe.
+    parser = common.make_parser(__doc__, epochs=50, batch_size=100, optimizer="adam",
+                                learning_rate=3e-3)
     args = common.parse_args(parser)
     common.check_output_dir(args.out_dir)
 
@@ -105,8 +109,9 @@ def main():
 
     # ## Training: the loss is the negative evidence lower bound, in nats per image.
     encoder, decoder, vae = build_vae(args.seed)
+    # XLA compiles this small dense model into a few fused kernels: faster on CPU.
     vae.compile(optimizer=common.make_optimizer(args, len(x_train)),
-                loss=reconstruction_loss)
+                loss=reconstruction_loss, jit_compile=common.xla_for_dense_models())
     result = common.fit(vae, x_train, x_train, args=args, test=(x_test, x_test))
 
     # ## What it learned: the latent means of the test set are the features; drawn

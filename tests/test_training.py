@@ -203,7 +203,30 @@ def test_help_explains_every_flag():
     for flag in ("--epochs", "--batch-size", "--optimizer", "--learning-rate",
                  "--schedule", "--data", "--limit", "--seed", "--out-dir", "--show"):
         assert flag in result.stdout
-    assert "default: 50" in result.stdout and "rmsprop" in result.stdout
+    assert "default: 50" in result.stdout and "default: adam" in result.stdout
+    assert "0.003 with adam" in result.stdout
+
+
+@pytest.mark.parametrize("argv,rate", [
+    ([], 3e-3),                                  # the script's tuned rate
+    (["--optimizer", "rmsprop"], 1e-3),          # another optimizer: its own default
+    (["--optimizer", "adadelta"], 1.0),          # the 2016 recipe
+    (["--learning-rate", "0.02"], 0.02),         # the user's choice wins
+    (["--optimizer", "adadelta", "--learning-rate", "0.5"], 0.5),
+])
+def test_learning_rate_defaults_follow_the_optimizer(argv, rate):
+    """A script's tuned learning rate belongs to its default optimizer only, and the
+    rate actually used is what the metrics file records."""
+    import common
+
+    parser = common.make_parser("doc", epochs=5, batch_size=10, optimizer="adam",
+                                learning_rate=3e-3)
+    args = parser.parse_args(argv)
+    optimizer = common.make_optimizer(args, train_size=100)
+    assert args.learning_rate == pytest.approx(rate)
+    assert common.run_record(args, {})["learning_rate"] == pytest.approx(rate)
+    initial = optimizer.learning_rate  # the schedule's value at step 0
+    assert float(initial) == pytest.approx(rate)
 
 
 def test_interrupted_write_keeps_the_old_file(tmp_path):
