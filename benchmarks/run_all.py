@@ -67,7 +67,9 @@ def collect(out_dir):
         loss = metrics.get("test_reconstruction", metrics["test_loss"])
         rows.append({
             "model": prefix, "command": " ".join(command), "code_size": code,
-            "epochs": metrics["epochs"], "test_loss": loss,
+            "epochs": metrics["epochs"], "batch_size": metrics["batch_size"],
+            "optimizer": metrics["optimizer"],
+            "learning_rate": metrics.get("learning_rate"), "test_loss": loss,
             "tutorial_figure": tutorial, "target": target, "met": loss <= target,
             "knn_accuracy": knn_accuracy(features, labels),
             "seconds_per_epoch": metrics["seconds_per_epoch"],
@@ -82,16 +84,19 @@ def collect(out_dir):
 
 def markdown(rows):
     lines = [
-        "| model | code size | epochs | test loss | tutorial's figure | target | "
-        "5-NN accuracy | s/epoch | minutes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | code size | epochs | recipe | test loss | tutorial's figure | "
+        "target | 5-NN accuracy | s/epoch | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         loss = f"{r['test_loss']:.1f}" if r["test_loss"] > 10 else f"{r['test_loss']:.4f}"
         target = f"≤ {r['target']:g} " + ("met" if r["met"] else "**missed**")
-        lines.append(f"| {r['model']} | {r['code_size']} | {r['epochs']} | {loss} | "
-                     f"{r['tutorial_figure']} | {target} | {r['knn_accuracy']:.3f} | "
-                     f"{r['seconds_per_epoch']:.1f} | {r['total_minutes']:.1f} |")
+        rate = f" {r['learning_rate']:g}" if r["learning_rate"] else ""
+        recipe = f"batch {r['batch_size']}, {r['optimizer']}{rate}"
+        lines.append(f"| {r['model']} | {r['code_size']} | {r['epochs']} | {recipe} | "
+                     f"{loss} | {r['tutorial_figure']} | {target} | "
+                     f"{r['knn_accuracy']:.3f} | {r['seconds_per_epoch']:.1f} | "
+                     f"{r['total_minutes']:.1f} |")
     total = sum(r["total_minutes"] for r in rows)
     backends = sorted({r["backend"] for r in rows})
     machines = sorted({r["machine"] for r in rows})

@@ -1,0 +1,45 @@
+"""The benchmark commands: the results table is built from real script outputs, and
+bad input gets a one-line error. (The benchmarks themselves take minutes to an hour;
+they are run by hand, not here.)"""
+
+import json
+
+from conftest import one_line_error, run_script
+
+
+def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
+    out, results = tmp_path / "features", tmp_path / "results"
+    trained = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 1,
+                         "--limit", 300, "--out-dir", out)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    metrics = json.loads((out / "simple_autoe_metrics.json").read_text())
+
+    result = run_script("benchmarks/run_all.py", "--collect-only", "--out-dir", out,
+                        "--results", results, backend="numpy")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not trained yet" in result.stdout  # the other models, reported not faked
+
+    rows = json.loads((results / "results.json").read_text())["models"]
+    assert [row["model"] for row in rows] == ["simple_autoe"]
+    row = rows[0]
+    assert row["test_loss"] == metrics["test_reconstruction"]
+    assert row["epochs"] == 1 and row["batch_size"] == 256
+    assert row["optimizer"] == "adam" and row["learning_rate"] == 0.001
+    assert row["met"] is (row["test_loss"] <= 0.090)
+    assert 0.1 <= row["knn_accuracy"] <= 1.0  # a real 5-NN score on 300 test codes
+    table = (results / "results.md").read_text()
+    assert "| simple_autoe | 32 | 1 | batch 256, adam 0.001 |" in table
+    assert "Total training time" in table
+
+
+def test_run_all_with_nothing_to_collect_is_a_one_line_error(tmp_path):
+    result = run_script("benchmarks/run_all.py", "--collect-only", "--out-dir",
+                        tmp_path, "--results", tmp_path / "results", backend="numpy")
+    assert result.returncode == 2
+    assert "no metrics files" in one_line_error(result)
+
+
+def test_compare_speed_needs_a_data_file(tmp_path):
+    result = run_script("benchmarks/compare_speed.py", "--data", tmp_path / "none.npz")
+    assert result.returncode == 2
+    assert "no such file" in one_line_error(result)
