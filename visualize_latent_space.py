@@ -667,7 +667,6 @@ def make_parser():
                     "or the codes themselves when they are 2-D), with two quality "
                     "figures: 5-NN accuracy and trustworthiness. --all compares every "
                     "model in one figure.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("features", nargs="?", metavar="FEATURES",
                         help="a <prefix>_features.pickle written by a training script "
@@ -679,33 +678,34 @@ def make_parser():
                              "figure with a panel per model, and print a table of the "
                              "quality figures")
     parser.add_argument("--labels", metavar="PATH", default=None,
-                        help="the labels pickle; None: <prefix>_labels.pickle beside "
-                             "the features")
+                        help="the labels pickle (default: <prefix>_labels.pickle "
+                             "beside the features)")
     parser.add_argument("--output", metavar="PATH", default=None,
-                        help="the PNG to write; None: <prefix>_tsne.png beside the "
-                             "features (<prefix>_latent_2d.png for 2-D codes), or "
-                             "DIR/all_latent_spaces.png with --all")
+                        help="the PNG to write (default: <prefix>_tsne.png beside the "
+                             "features, <prefix>_latent_2d.png for 2-D codes, or "
+                             "DIR/all_latent_spaces.png with --all)")
     parser.add_argument("--perplexity", type=common.positive_float, default=30.0,
                         metavar="P",
                         help="t-SNE's effective number of neighbours per point: larger "
-                             "values favour global structure")
+                             "values favour global structure (default: %(default)s)")
     parser.add_argument("--max-iter", type=at_least_250, default=DEFAULT_MAX_ITER,
                         metavar="N",
                         help="t-SNE iterations (scikit-learn's default: 1000; 500 "
                              "give maps as trustworthy, see the comment on "
-                             "DEFAULT_MAX_ITER)")
+                             "DEFAULT_MAX_ITER; default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1337,
                         help="random seed of t-SNE and of --max-points sampling: the "
-                             "same seed gives the same picture")
+                             "same seed gives the same picture (default: %(default)s)")
     parser.add_argument("--max-points", type=common.positive_int, default=None,
                         metavar="N",
-                        help="plot a stratified sample of N test digits, for speed; "
-                             "None: all of them")
+                        help="plot a stratified sample of N test digits, for speed "
+                             "(default: all of them)")
     parser.add_argument("--threads", type=common.positive_int, default=idle_cores(),
                         metavar="N",
                         help="CPU threads for t-SNE and the quality figures; the "
                              "default is the number of cores idle now (by the load "
-                             "average), as busy cores slow t-SNE down badly")
+                             "average, %(default)s now), as busy cores slow t-SNE "
+                             "down badly")
     parser.add_argument("--no-cache", action="store_true",
                         help="recompute the t-SNE even if a matching cached one exists")
     parser.add_argument("--show", action="store_true",
