@@ -690,9 +690,9 @@ def make_parser():
                              "values favour global structure (default: %(default)s)")
     parser.add_argument("--max-iter", type=at_least_250, default=DEFAULT_MAX_ITER,
                         metavar="N",
-                        help="t-SNE iterations (scikit-learn's default: 1000; 500 "
-                             "give maps as trustworthy, see the comment on "
-                             "DEFAULT_MAX_ITER; default: %(default)s)")
+                        help="t-SNE iterations: 500 give maps as trustworthy as "
+                             "scikit-learn's 1000, see the comment on DEFAULT_MAX_ITER "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1337,
                         help="random seed of t-SNE and of --max-points sampling: the "
                              "same seed gives the same picture (default: %(default)s)")
