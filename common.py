@@ -144,6 +144,10 @@ def make_parser(description, *, epochs, batch_size, optimizer, learning_rate=Non
 def parse_args(parser, argv=None):
     """Parse the command line, then make the run reproducible and quiet."""
     args = parser.parse_args(argv)
+    if args.learning_rate is None:  # resolved here so the metrics record the rate used
+        tuned_for, tuned_rate = args.tuned_learning_rate
+        args.learning_rate = (tuned_rate if tuned_rate and args.optimizer == tuned_for
+                              else OPTIMIZERS[args.optimizer][1])
     keras.utils.set_random_seed(args.seed)
     if not args.show:
         import matplotlib
@@ -173,11 +177,7 @@ def make_optimizer(args, train_size):
     simple model it ended level with a constant rate; see README, Results).
     Adadelta adapts its own step sizes, so the 2016 recipe stays constant.
     """
-    cls, default_rate = OPTIMIZERS[args.optimizer]
-    tuned_for, tuned_rate = args.tuned_learning_rate
-    if args.learning_rate is None:  # recorded in the metrics file as the rate used
-        args.learning_rate = tuned_rate if args.optimizer == tuned_for and tuned_rate \
-            else default_rate
+    cls = OPTIMIZERS[args.optimizer][0]
     rate = args.learning_rate
     if args.schedule == "cosine" and args.optimizer != "adadelta":
         steps = args.epochs * -(-train_size // args.batch_size)
@@ -192,8 +192,9 @@ def xla_for_dense_models():
     of a few Dense layers that leaves speed on the table: XLA fuses each layer's
     matmul, bias, activation and gradient into a few kernels: the simple, deep and
     MLP VAE epochs ran 1.4-1.6x faster with it here (README, "Speed"). The conv
-    model's epochs ran 1.9x slower, so the conv scripts keep Keras' choice. JAX always compiles with XLA,
-    and on PyTorch ``True`` would mean torch.compile, so they keep "auto" too.
+    model's epochs ran 1.9x slower, so the conv scripts keep Keras' choice. JAX
+    always compiles with XLA, and on PyTorch ``True`` would mean torch.compile, so
+    they keep "auto" too.
     """
     return True if keras.backend.backend() == "tensorflow" else "auto"
 

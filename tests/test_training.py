@@ -221,7 +221,7 @@ def test_learning_rate_defaults_follow_the_optimizer(argv, rate):
 
     parser = common.make_parser("doc", epochs=5, batch_size=10, optimizer="adam",
                                 learning_rate=3e-3)
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv)
     optimizer = common.make_optimizer(args, train_size=100)
     assert args.learning_rate == pytest.approx(rate)
     assert common.run_record(args, {})["learning_rate"] == pytest.approx(rate)
