@@ -21,19 +21,52 @@ import importlib.resources
 import json
 import os
 import pickle
+import re
 import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 # TensorFlow prints several lines of C++ start-up chatter at import; keep the
 # scripts' output to what a learner needs (set before Keras imports TensorFlow).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+# In TensorFlow 2.21 some of that chatter comes from absl logging, which ignores
+# TF_CPP_MIN_LOG_LEVEL and writes straight to file descriptor 2 before Python can
+# intervene. So Keras is imported with that descriptor captured; afterwards every
+# captured line is passed on except absl's info and warning records.
+_CHATTER = re.compile(r"[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] "
+                      r"|WARNING: All log messages before absl::InitializeLog"
+                      r"|To enable the following instructions: ")
 
-import keras  # noqa: E402
+
+@contextlib.contextmanager
+def _without_native_chatter():
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no file descriptor 2 to capture: let it through
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if not _CHATTER.match(line):
+                    print(line, file=sys.stderr)
+
+
+with _without_native_chatter():
+    import keras
 
 IMAGE_SHAPE = (28, 28)
 DEFAULT_OUT_DIR = "features"
