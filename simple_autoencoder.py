@@ -95,8 +95,8 @@ def main():
         # With --sparse the loss includes the penalty; this metric is the
         # reconstruction error alone, comparable with the plain model's.
         metrics=[keras.metrics.BinaryCrossentropy(name="reconstruction")],
-        # XLA compiles this small dense model into a few fused kernels: faster on CPU.
-        jit_compile=common.xla_for_dense_models(),
+        # A small dense model trains faster with XLA and 32 steps per call (common).
+        **common.dense_model_speedups(),
     )
     result = common.fit(autoencoder, x_train, x_train, args=args, test=(x_test, x_test))
 

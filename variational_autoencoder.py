@@ -109,9 +109,9 @@ def main():
 
     # ## Training: the loss is the negative evidence lower bound, in nats per image.
     encoder, decoder, vae = build_vae(args.seed)
-    # XLA compiles this small dense model into a few fused kernels: faster on CPU.
+    # A small dense model trains faster with XLA and 32 steps per call (common).
     vae.compile(optimizer=common.make_optimizer(args, len(x_train)),
-                loss=reconstruction_loss, jit_compile=common.xla_for_dense_models())
+                loss=reconstruction_loss, **common.dense_model_speedups())
     result = common.fit(vae, x_train, x_train, args=args, test=(x_test, x_test))
 
     # ## What it learned: the latent means of the test set are the features; drawn
