@@ -14,7 +14,6 @@ results/features); --collect-only skips training and tabulates what is there.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -102,8 +101,7 @@ def markdown(rows):
     machines = sorted({r["machine"] for r in rows})
     lines.append("")
     lines.append(f"Total training time {total:.0f} minutes; backend "
-                 f"{', '.join(backends)}; {', '.join(machines)} "
-                 f"({platform.processor() or platform.machine()}).")
+                 f"{', '.join(backends)}; {'; '.join(machines)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -204,7 +204,7 @@ def test_help_explains_every_flag():
     for flag in ("--epochs", "--batch-size", "--optimizer", "--learning-rate",
                  "--schedule", "--data", "--limit", "--seed", "--out-dir", "--show"):
         assert flag in result.stdout
-    assert "default: 50" in result.stdout and "default: adam" in result.stdout
+    assert "default: 100" in result.stdout and "default: adam" in result.stdout
     assert "0.003 with adam" in result.stdout
 
 
