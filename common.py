@@ -27,6 +27,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -126,33 +127,73 @@ def positive_float(text):
     return value
 
 
-def make_parser(description, *, epochs, batch_size, optimizer, learning_rate=None):
-    """The command line shared by every training script, with that script's defaults.
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return value
 
-    ``epochs`` may be a text (e.g. "50, or 100 with --sparse"): it is shown in --help
-    and the script resolves the number itself. ``learning_rate`` is the script's
-    tuned rate for its default optimizer; other optimizers start from their own.
+
+class Recipe(NamedTuple):
+    """How a script trains when no option says otherwise.
+
+    Every script has two recipes: the tutorial's (its epochs, batch size and
+    optimizer, at the optimizer's own learning rate, held constant) and ours, tuned
+    on full MNIST (README, "Results"). Ours belongs to its optimizer: choose another
+    with --optimizer and each option you do not give comes from the tutorial's
+    recipe instead: ``--optimizer adadelta`` gives the blog's 2016 recipe for the
+    autoencoders, ``--optimizer rmsprop`` its recipe for the MLP VAE.
+    """
+
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float | None = None  # None: the optimizer's own (OPTIMIZERS)
+    schedule: str = "constant"
+    warmup: int = 0  # epochs
+
+
+def make_parser(description, *, tutorial, ours):
+    """The command line shared by every training script, with that script's recipes.
+
+    The training options default to None here; ``parse_args`` fills them in from
+    ``ours``, or from ``tutorial`` when another optimizer is chosen.
     """
     parser = ArgumentParser(description=description.strip(),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def default(name):
+        mine, theirs = getattr(ours, name), getattr(tutorial, name)
+        if mine == theirs:
+            return f"default: {mine}"
+        return f"default: {mine}; {theirs}, the tutorial's, with another --optimizer"
+
     parser.add_argument("--epochs", type=positive_int,
-                        default=epochs if isinstance(epochs, int) else None,
-                        help=f"passes over the training set (default: {epochs})")
-    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                        help="images per gradient step (default: %(default)s)")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=optimizer,
-                        help="default: %(default)s; 'adadelta' reproduces the 2016 "
-                             "blog recipe (learning rate 1.0)")
-    tuned = f"{learning_rate:g} with {optimizer}, " if learning_rate else ""
-    parser.add_argument("--learning-rate", type=positive_float, default=None,
-                        metavar="LR",
-                        help=f"initial learning rate (default: {tuned}1.0 with "
-                             "adadelta, 0.001 otherwise)")
-    parser.set_defaults(tuned_learning_rate=(optimizer, learning_rate))
-    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
-                        help="learning rate over the run: decays to zero along a "
-                             "cosine, or stays constant as in the tutorial "
-                             "(default: %(default)s; adadelta is always constant)")
+                        help=f"passes over the training set ({default('epochs')})")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help=f"images per gradient step ({default('batch_size')})")
+    theirs = (f"; '{tutorial.optimizer}' is the tutorial's own"
+              if tutorial.optimizer != ours.optimizer else "")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=ours.optimizer,
+                        help=f"default: %(default)s. Any other trains with the "
+                             f"tutorial's recipe for each option not given: "
+                             f"{tutorial.epochs} epochs, batches of "
+                             f"{tutorial.batch_size}, the optimizer's own learning "
+                             f"rate, held constant{theirs}")
+    tuned = (f"{ours.learning_rate:g} with {ours.optimizer}; otherwise "
+             if ours.learning_rate else "")
+    parser.add_argument("--learning-rate", type=positive_float, metavar="LR",
+                        help=f"peak learning rate (default: {tuned}the optimizer's own: "
+                             "1.0 for adadelta, 0.001 for the others)")
+    parser.add_argument("--schedule", choices=("cosine", "constant"),
+                        help="the learning rate after any warm-up: decays to zero "
+                             "along a cosine over the run, or stays constant "
+                             f"({default('schedule')})")
+    parser.add_argument("--warmup", type=non_negative_int, metavar="EPOCHS",
+                        help="epochs over which the learning rate first climbs from "
+                             "zero, so that a high rate does not kill ReLU units in "
+                             f"the first steps ({default('warmup')})")
+    parser.set_defaults(recipes=(tutorial, ours))
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="an .npz with x_train, y_train, x_test, y_test as "
                              "keras.datasets.mnist.load_data() returns them, or "
@@ -174,13 +215,28 @@ def make_parser(description, *, epochs, batch_size, optimizer, learning_rate=Non
     return parser
 
 
-def parse_args(parser, argv=None):
-    """Parse the command line, then make the run reproducible and quiet."""
+def parse_args(parser, argv=None, *, recipes=None):
+    """Parse the command line, fill in the recipe, make the run reproducible and quiet.
+
+    ``recipes(args)``, where given, picks the (tutorial, ours) pair from the parsed
+    flags instead of the parser's: the simple script's --sparse model has its own.
+    """
     args = parser.parse_args(argv)
+    tutorial, ours = recipes(args) if recipes else args.recipes
+    recipe = ours if args.optimizer == ours.optimizer else tutorial
+    args.recipe = "ours" if recipe is ours else "the tutorial's"
+    for name in ("epochs", "batch_size", "schedule"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(recipe, name))
     if args.learning_rate is None:  # resolved here so the metrics record the rate used
-        tuned_for, tuned_rate = args.tuned_learning_rate
-        args.learning_rate = (tuned_rate if tuned_rate and args.optimizer == tuned_for
-                              else OPTIMIZERS[args.optimizer][1])
+        args.learning_rate = recipe.learning_rate or OPTIMIZERS[args.optimizer][1]
+    if args.warmup is None:
+        # A short run (--epochs 2, say) still spends half its epochs at full rate.
+        args.warmup = min(recipe.warmup, args.epochs // 2)
+    elif args.warmup >= args.epochs:
+        parser.error(f"--warmup {args.warmup} must be fewer than the {args.epochs} "
+                     "epochs")
+    del args.recipes
     keras.utils.set_random_seed(args.seed)
     if not args.show:
         import matplotlib
@@ -188,7 +244,16 @@ def parse_args(parser, argv=None):
         matplotlib.use("Agg")  # no display needed, nothing blocks
     print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend, "
           f"seed {args.seed}")
+    warmup = f", warmed up over {_epochs(args.warmup)}" if args.warmup else ""
+    decay = "cosine decay" if args.schedule == "cosine" else "constant"
+    print(f"Recipe ({args.recipe}): {_epochs(args.epochs)}, batches of "
+          f"{args.batch_size}, {args.optimizer} at {args.learning_rate:g}{warmup}, "
+          f"{decay}")
     return args
+
+
+def _epochs(n):
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 # Each optimizer's 2016-recipe learning rate where Keras 3 changed the default.
@@ -202,23 +267,37 @@ OPTIMIZERS = {
 
 
 def make_optimizer(args, train_size):
-    """The optimizer named by --optimizer, with --learning-rate and --schedule applied.
+    """The optimizer named by --optimizer, following ``learning_rate_schedule``."""
+    return OPTIMIZERS[args.optimizer][0](
+        learning_rate=learning_rate_schedule(args, train_size))
 
-    With ``--schedule cosine`` the learning rate glides from its initial value to zero
-    over the whole run instead of staying constant, so the last epochs take small,
-    careful steps and the final weights do not jitter around the minimum (on the
-    simple model it ended level with a constant rate; see README, Results).
-    Adadelta adapts its own step sizes, so the 2016 recipe stays constant.
+
+def learning_rate_schedule(args, train_size):
+    """The learning rate: a number, or a schedule of the training step.
+
+    With ``--warmup N`` the rate climbs in a straight line from zero to
+    --learning-rate over the first N epochs. At the start the weights are random and
+    the gradients large; a high rate then can push a ReLU unit to zero for every
+    input, after which it gets no gradient and stays dead. Warmed up, the simple
+    autoencoder trains at twenty times Adam's usual rate with none dead (README,
+    "Results").
+
+    With ``--schedule cosine`` the rate then glides to zero along a cosine over the
+    rest of the run, so the last epochs take small, careful steps and the final
+    weights do not jitter around the minimum; ``constant`` holds it.
     """
-    cls = OPTIMIZERS[args.optimizer][0]
-    rate = args.learning_rate
-    if args.schedule == "cosine" and args.optimizer != "adadelta":
-        steps = args.epochs * -(-train_size // args.batch_size)
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
-    return cls(learning_rate=rate)
+    steps_per_epoch = -(-train_size // args.batch_size)
+    warmup_steps = args.warmup * steps_per_epoch
+    if args.schedule == "constant" and not warmup_steps:
+        return args.learning_rate
+    # Keras' CosineDecay does the warm-up too; alpha=1 makes its "decay" a constant.
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=args.epochs * steps_per_epoch - warmup_steps,
+        alpha=1.0 if args.schedule == "constant" else 0.0,
+        warmup_target=args.learning_rate, warmup_steps=warmup_steps)
 
 
-def dense_model_speedups():
+def dense_model_speedups(xla=True):
     """Extra ``model.compile`` arguments that make the small dense models train faster.
 
     * XLA (``jit_compile=True``). Keras turns it off for TensorFlow on a machine
@@ -226,7 +305,9 @@ def dense_model_speedups():
       table: XLA fuses each layer's matmul, bias, activation and gradient into a few
       kernels. The simple, deep and MLP VAE epochs ran 1.4-1.6x faster with it here
       (README, "Speed"); the conv model's ran 1.9x slower, so the conv scripts keep
-      Keras' choice. JAX always compiles with XLA.
+      Keras' choice. JAX always compiles with XLA. ``xla=False`` leaves TensorFlow
+      without it: its XLA draws random numbers slowly on a CPU (the MLP VAE's coin
+      flips made an epoch six times slower).
     * Several steps per call (``steps_per_execution``). A dense model's step takes
       about a millisecond, as long as Keras' per-step Python work; running 32 steps
       per call spends that once. The deep model's batch-64 epochs went from 2.3 to
@@ -234,7 +315,7 @@ def dense_model_speedups():
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return {"jit_compile": True, "steps_per_execution": 32}
+        return {"jit_compile": xla, "steps_per_execution": 32}
     if backend == "jax":
         return {"steps_per_execution": 32}
     return {}
@@ -431,6 +512,8 @@ def run_record(args, data_info, **measurements):
         "optimizer": args.optimizer,
         "learning_rate": args.learning_rate,
         "schedule": args.schedule,
+        "warmup_epochs": args.warmup,
+        "recipe": args.recipe,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
     }
     record.update(measurements)

@@ -56,12 +56,22 @@ def build_autoencoder():
     return encoder, decoder, autoencoder
 
 
+"""
+## Training recipes
+
+The tutorial trains for 50 epochs in batches of 128, with Adadelta in its 2016 text
+and Adam at its usual 0.001 since. That rate is too timid for this small network:
+the test loss was still falling at 0.0949 when the epochs ran out. Ours raises it to
+0.003 and lets it decay along a cosine: 0.0885 in the same 50 epochs (0.01 learned
+more slowly again; see README, "Results").
+"""
+
+TUTORIAL = common.Recipe(epochs=50, batch_size=128, optimizer="adadelta")
+OURS = TUTORIAL._replace(optimizer="adam", learning_rate=3e-3, schedule="cosine")
+
+
 def main():
-    # Adam's usual 0.001 is too timid for this small network: its test loss was still
-    # falling at 0.0949 after the 50 epochs. 0.003 reaches 0.0885 in the same epochs
-    # (0.01 learned more slowly again); see README, "Results".
-    parser = common.make_parser(__doc__, epochs=50, batch_size=128, optimizer="adam",
-                                learning_rate=3e-3)
+    parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
     args = common.parse_args(parser)
     common.check_output_dir(args.out_dir)
 

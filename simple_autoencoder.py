@@ -3,8 +3,8 @@ Title: A simple autoencoder, and its sparse variant
 Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
 Description: Squeeze 784-pixel MNIST digits through a 32-number code and back.
 
-    python simple_autoencoder.py            # the simple autoencoder, 50 epochs
-    python simple_autoencoder.py --sparse   # the sparse one, 100 epochs
+    python simple_autoencoder.py            # the simple autoencoder
+    python simple_autoencoder.py --sparse   # the sparse one
 
 Outputs go to features/ (see README): the test set's 32-d codes as
 simple_autoe_features.pickle (sparse_autoe_... with --sparse), their labels, a metrics
@@ -30,7 +30,7 @@ CODE_SIZE = 32  # 784 / 32: a compression factor of 24.5
 
 # The L1 activity penalty of the sparse model: the blog's 1e-4 (written 10e-5).
 # Measured on full MNIST (README, "Results"): the mean code activation falls about
-# six-fold while the test reconstruction loss stays within 0.001 of the plain model's.
+# four-fold while the test reconstruction loss stays within 0.001 of the plain model's.
 DEFAULT_SPARSITY = 1e-4
 
 
@@ -62,20 +62,36 @@ def build_autoencoder(sparsity=0.0):
     return encoder, decoder, autoencoder
 
 
+"""
+## Training recipes
+
+The tutorial trains for 50 epochs (the sparse model for 100: its penalty slows
+learning) in batches of 256, with Adadelta in its 2016 text and Adam at 0.001 since.
+With Adam the test loss ends at 0.0916 here, still creeping down. A higher rate
+learns faster but, from random weights, kills code units in the first steps: at
+0.01, 8 of the 32 never came back (0.1029). Ours warms the rate up from zero to 0.02
+over 10 epochs, which kills none, then lets it decay along a cosine over 200 epochs:
+0.0897 (README, "Results"). The sparse model trains with it too.
+"""
+
+TUTORIAL = common.Recipe(epochs=50, batch_size=256, optimizer="adadelta")
+SPARSE_TUTORIAL = TUTORIAL._replace(epochs=100)
+OURS = common.Recipe(epochs=200, batch_size=256, optimizer="adam", learning_rate=2e-2,
+                     schedule="cosine", warmup=10)
+
+
 def main():
-    parser = common.make_parser(__doc__, epochs="50, or 100 with --sparse",
-                                batch_size=256, optimizer="adam")
+    parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
     parser.add_argument("--sparse", action="store_true",
                         help="add an L1 activity penalty on the code: the sparse "
-                             "autoencoder")
+                             "autoencoder (the tutorial's recipe trains it for "
+                             f"{SPARSE_TUTORIAL.epochs} epochs)")
     parser.add_argument("--sparsity", type=common.positive_float,
                         default=DEFAULT_SPARSITY,
                         help="strength of the L1 penalty used with --sparse "
                              "(default: %(default)s)")
-    args = common.parse_args(parser)
-    # The blog trains the sparse model twice as long: the penalty slows learning.
-    if args.epochs is None:
-        args.epochs = 100 if args.sparse else 50
+    args = common.parse_args(
+        parser, recipes=lambda args: (SPARSE_TUTORIAL if args.sparse else TUTORIAL, OURS))
     prefix = "sparse_autoe" if args.sparse else "simple_autoe"
     common.check_output_dir(args.out_dir)
 

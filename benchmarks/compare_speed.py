@@ -4,7 +4,7 @@ Description: Times a few epochs of every script, and of the same model trained t
 way a line-by-line port of the 2018 code does, side by side, and prints the ratios.
 
     python benchmarks/compare_speed.py --data mnist.npz            # all scripts
-    python benchmarks/compare_speed.py --data mnist.npz --scripts deep image_denoising
+    python benchmarks/compare_speed.py --data mnist.npz --scripts deep_autoencoder image_denoising
 
 Both sides train the same model (the port imports the script's own builder) on the
 same images, with a validation pass per epoch; each at its own batch size (the same
@@ -35,17 +35,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Each script's output prefix, and the batch size and optimizer of the original code,
-# which the port keeps. Our scripts run at their own defaults: tuned optimizers and
-# learning rates, which do not change the time per epoch, and for the deep model
-# batches of 64, four times the port's steps per epoch.
+# Each script's output prefix. The port trains with the batch size and optimizer of
+# the script's TUTORIAL recipe, as the original code did. Our scripts run at their
+# own defaults: tuned optimizers and learning rates, which do not change the time per
+# epoch, and for the deep model batches of 64, four times the port's steps per epoch.
 SCRIPTS = {
-    "simple_autoencoder": ("simple_autoe", 256, "adam"),
-    "deep_autoencoder": ("deep_autoe", 256, "adam"),
-    "convolutional_autoencoder": ("conv_autoe", 128, "adam"),
-    "image_denoising": ("denoise_autoe", 128, "adam"),
-    "variational_autoencoder": ("variational_autoe", 100, "rmsprop"),
-    "variational_autoencoder_deconv": ("variational_autoe_deconv", 100, "rmsprop"),
+    "simple_autoencoder": "simple_autoe",
+    "deep_autoencoder": "deep_autoe",
+    "convolutional_autoencoder": "conv_autoe",
+    "image_denoising": "denoise_autoe",
+    "variational_autoencoder": "variational_autoe",
+    "variational_autoencoder_deconv": "variational_autoe_deconv",
 }
 
 
@@ -55,7 +55,7 @@ def port_seconds_per_epoch(script, data, epochs, limit=None):
     import keras
 
     module = importlib.import_module(script)
-    _, batch_size, optimizer = SCRIPTS[script]
+    batch_size, optimizer = module.TUTORIAL.batch_size, module.TUTORIAL.optimizer
     with np.load(data) as npz:
         x_train = npz["x_train"][:limit].astype("float64") / 255.0
         x_test = npz["x_test"][:limit].astype("float64") / 255.0
@@ -118,7 +118,7 @@ def run_side(args, script, side, backend="tensorflow"):
         if out.returncode:
             sys.exit(f"port of {script} failed:\n{out.stderr[-2000:]}")
         return scale * json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_epoch"]
-    prefix = SCRIPTS[script][0]
+    prefix = SCRIPTS[script]
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, f"{script}.py", "--data", args.data, "--epochs",
                    str(args.epochs), "--out-dir", tmp, *limit]

@@ -68,7 +68,8 @@ def collect(out_dir):
             "model": prefix, "command": " ".join(command), "code_size": code,
             "epochs": metrics["epochs"], "batch_size": metrics["batch_size"],
             "optimizer": metrics["optimizer"],
-            "learning_rate": metrics.get("learning_rate"), "test_loss": loss,
+            "learning_rate": metrics.get("learning_rate"),
+            "warmup_epochs": metrics.get("warmup_epochs", 0), "test_loss": loss,
             "tutorial_figure": tutorial, "target": target, "met": loss <= target,
             "knn_accuracy": knn_accuracy(features, labels),
             "seconds_per_epoch": metrics["seconds_per_epoch"],
@@ -91,7 +92,8 @@ def markdown(rows):
         loss = f"{r['test_loss']:.1f}" if r["test_loss"] > 10 else f"{r['test_loss']:.4f}"
         target = f"≤ {r['target']:g} " + ("met" if r["met"] else "**missed**")
         rate = f" {r['learning_rate']:g}" if r["learning_rate"] else ""
-        recipe = f"batch {r['batch_size']}, {r['optimizer']}{rate}"
+        warmup = f", {r['warmup_epochs']}-epoch warm-up" if r["warmup_epochs"] else ""
+        recipe = f"batch {r['batch_size']}, {r['optimizer']}{rate}{warmup}"
         lines.append(f"| {r['model']} | {r['code_size']} | {r['epochs']} | {recipe} | "
                      f"{loss} | {r['tutorial_figure']} | {target} | "
                      f"{r['knn_accuracy']:.3f} | {r['seconds_per_epoch']:.1f} | "

