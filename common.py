@@ -172,7 +172,7 @@ def make_parser(description, *, tutorial, ours):
                         help=f"passes over the training set ({default('epochs')})")
     parser.add_argument("--batch-size", type=positive_int,
                         help=f"images per gradient step ({default('batch_size')})")
-    theirs = (f"; '{tutorial.optimizer}' is the tutorial's own"
+    theirs = (f"; '{tutorial.optimizer}' gives the tutorial's recipe exactly"
               if tutorial.optimizer != ours.optimizer else "")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=ours.optimizer,
                         help=f"default: %(default)s. Any other trains with the "
@@ -192,7 +192,8 @@ def make_parser(description, *, tutorial, ours):
     parser.add_argument("--warmup", type=non_negative_int, metavar="EPOCHS",
                         help="epochs over which the learning rate first climbs from "
                              "zero, so that a high rate does not kill ReLU units in "
-                             f"the first steps ({default('warmup')})")
+                             f"the first steps ({default('warmup')}; a recipe's "
+                             "warm-up takes at most half of a short run)")
     parser.set_defaults(recipes=(tutorial, ours))
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="an .npz with x_train, y_train, x_test, y_test as "
@@ -216,7 +217,8 @@ def make_parser(description, *, tutorial, ours):
 
 
 def parse_args(parser, argv=None, *, recipes=None):
-    """Parse the command line, fill in the recipe, make the run reproducible and quiet.
+    """Parse the command line, fill in the recipe, check that --out-dir can be
+    written (before an hour of training, not after), make the run reproducible.
 
     ``recipes(args)``, where given, picks the (tutorial, ours) pair from the parsed
     flags instead of the parser's: the simple script's --sparse model has its own.
@@ -237,6 +239,7 @@ def parse_args(parser, argv=None, *, recipes=None):
         parser.error(f"--warmup {args.warmup} must be fewer than the {args.epochs} "
                      "epochs")
     del args.recipes
+    check_output_dir(args.out_dir)
     keras.utils.set_random_seed(args.seed)
     if not args.show:
         import matplotlib
@@ -326,10 +329,11 @@ def dense_model_speedups(xla=True):
 # --------------------------------------------------------------------------------------
 
 
-def load_mnist(data=None, limit=None):
+def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
     """Return ``(x_train, y_train), (x_test, y_test), info``.
 
-    Images are float32 in [0, 1] with shape (N, 28, 28); labels are int64 (N,).
+    Images are float32 in [0, 1] with shape (N, *shape): the model's input, (784,)
+    for a dense model, (28, 28, 1) for a convolutional one. Labels are int64 (N,).
     ``info`` says where the digits came from and how many were used.
     """
     if data is None:
@@ -353,14 +357,14 @@ def load_mnist(data=None, limit=None):
     info = {"source": source, "train_images": len(x_train), "test_images": len(x_test)}
     print(f"Data: {len(x_train):,} training and {len(x_test):,} test images "
           f"from {source}")
-    return (_as_floats(x_train), y_train.astype("int64")), \
-           (_as_floats(x_test), y_test.astype("int64")), info
+    return (_as_floats(x_train, shape), y_train.astype("int64")), \
+           (_as_floats(x_test, shape), y_test.astype("int64")), info
 
 
-def _as_floats(images):
+def _as_floats(images, shape):
     # float32, not float64: the models compute in float32, and a float64 array makes
     # every batch pay for a conversion (and TensorFlow for a much larger copy).
-    return images.astype("float32") / np.float32(255)
+    return images.reshape(len(images), *shape).astype("float32") / np.float32(255)
 
 
 def _load_sample():

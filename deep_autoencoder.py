@@ -66,12 +66,10 @@ OURS = TUTORIAL._replace(batch_size=64, optimizer="adam", schedule="cosine")
 def main():
     parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
     args = common.parse_args(parser)
-    common.check_output_dir(args.out_dir)
 
     # ## The data: each 28x28 image flattened to 784 values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(args.data, args.limit)
-    x_train = x_train.reshape(len(x_train), PIXELS)
-    x_test = x_test.reshape(len(x_test), PIXELS)
+    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+        args.data, args.limit, shape=(PIXELS,))
 
     # ## Training: the input is its own target, scored pixel by pixel with binary
     # cross-entropy (each grey level read as the probability of ink).

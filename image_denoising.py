@@ -66,13 +66,12 @@ OURS = TUTORIAL._replace(optimizer="adam", schedule="cosine")
 def main():
     parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
     args = common.parse_args(parser)
-    common.check_output_dir(args.out_dir)
 
     # ## The data: clean digits, and copies corrupted with Gaussian noise
     # (clip(x + 0.5 * N(0, 1), 0, 1)). The noise is drawn once, as in the tutorial,
     # from --seed, so a run is repeatable.
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(args.data, args.limit)
-    x_train, x_test = x_train[..., None], x_test[..., None]
+    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+        args.data, args.limit, shape=(28, 28, 1))
     noisy_train = common.add_noise(x_train, NOISE_FACTOR, seed=args.seed)
     noisy_test = common.add_noise(x_test, NOISE_FACTOR, seed=args.seed + 1)
 

@@ -93,13 +93,11 @@ def main():
     args = common.parse_args(
         parser, recipes=lambda args: (SPARSE_TUTORIAL if args.sparse else TUTORIAL, OURS))
     prefix = "sparse_autoe" if args.sparse else "simple_autoe"
-    common.check_output_dir(args.out_dir)
 
     # ## The data: each 28x28 image becomes a vector of 784 values in [0, 1]. Labels
     # are not used for training, only to colour the plots later.
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(args.data, args.limit)
-    x_train = x_train.reshape(len(x_train), PIXELS)
-    x_test = x_test.reshape(len(x_test), PIXELS)
+    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+        args.data, args.limit, shape=(PIXELS,))
 
     # ## Training: the input is its own target. Per-pixel binary cross-entropy reads
     # each grey level as the probability of ink: it suits the sigmoid output and

@@ -152,12 +152,10 @@ def main():
     if args.coin_flips is None:
         args.coin_flips = args.recipe == "ours"
     print(f"Coin flips: {'on' if args.coin_flips else 'off'}")
-    common.check_output_dir(args.out_dir)
 
     # ## The data: each 28x28 image flattened to 784 values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(args.data, args.limit)
-    x_train = x_train.reshape(len(x_train), PIXELS)
-    x_test = x_test.reshape(len(x_test), PIXELS)
+    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+        args.data, args.limit, shape=(PIXELS,))
 
     # ## Training: the loss is the negative evidence lower bound, in nats per image.
     encoder, decoder, vae = build_vae(args.seed, coin_flips=args.coin_flips)

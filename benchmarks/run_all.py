@@ -4,7 +4,7 @@ Description: Runs the six scripts (and --sparse) on one dataset, then collects e
 <prefix>_metrics.json and the 5-nearest-neighbour accuracy of the saved features into
 results/results.json and a markdown table (results/results.md) for the README.
 
-    python benchmarks/run_all.py --data mnist.npz          # about 55 minutes on 2 cores
+    python benchmarks/run_all.py --data mnist.npz          # about 75 minutes on 2 cores
     python benchmarks/run_all.py --data mnist.npz --collect-only
 
 Every run's outputs (features, figures, models) stay in --out-dir (default
@@ -69,7 +69,8 @@ def collect(out_dir):
             "epochs": metrics["epochs"], "batch_size": metrics["batch_size"],
             "optimizer": metrics["optimizer"],
             "learning_rate": metrics.get("learning_rate"),
-            "warmup_epochs": metrics.get("warmup_epochs", 0), "test_loss": loss,
+            "warmup_epochs": metrics.get("warmup_epochs", 0),
+            "coin_flips": metrics.get("coin_flips", False), "test_loss": loss,
             "tutorial_figure": tutorial, "target": target, "met": loss <= target,
             "knn_accuracy": knn_accuracy(features, labels),
             "seconds_per_epoch": metrics["seconds_per_epoch"],
@@ -93,7 +94,8 @@ def markdown(rows):
         target = f"≤ {r['target']:g} " + ("met" if r["met"] else "**missed**")
         rate = f" {r['learning_rate']:g}" if r["learning_rate"] else ""
         warmup = f", {r['warmup_epochs']}-epoch warm-up" if r["warmup_epochs"] else ""
-        recipe = f"batch {r['batch_size']}, {r['optimizer']}{rate}{warmup}"
+        flips = ", coin flips" if r["coin_flips"] else ""
+        recipe = f"batch {r['batch_size']}, {r['optimizer']}{rate}{warmup}{flips}"
         lines.append(f"| {r['model']} | {r['code_size']} | {r['epochs']} | {recipe} | "
                      f"{loss} | {r['tutorial_figure']} | {target} | "
                      f"{r['knn_accuracy']:.3f} | {r['seconds_per_epoch']:.1f} | "

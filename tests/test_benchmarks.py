@@ -12,6 +12,9 @@ def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
     trained = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 2,
                          "--limit", 300, "--out-dir", out)
     assert trained.returncode == 0, trained.stderr[-3000:]
+    trained = run_script("variational_autoencoder.py", "--data", "sample", "--epochs", 1,
+                         "--limit", 300, "--out-dir", out)
+    assert trained.returncode == 0, trained.stderr[-3000:]
     metrics = json.loads((out / "simple_autoe_metrics.json").read_text())
 
     result = run_script("benchmarks/run_all.py", "--collect-only", "--out-dir", out,
@@ -20,19 +23,21 @@ def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
     assert "not trained yet" in result.stdout  # the other models, reported not faked
 
     rows = json.loads((results / "results.json").read_text())["models"]
-    assert [row["model"] for row in rows] == ["simple_autoe"]
-    row = rows[0]
+    assert [row["model"] for row in rows] == ["simple_autoe", "variational_autoe"]
+    row, vae = rows
     assert row["test_loss"] == metrics["test_reconstruction"]
     assert row["epochs"] == 2 and row["batch_size"] == 256
     assert row["optimizer"] == "adam"
     assert row["learning_rate"] == metrics["learning_rate"] > 0.001  # the tuned rate
-    assert row["warmup_epochs"] == 1  # the recipe's 5, cut to half of a short run
+    assert row["warmup_epochs"] == 1  # the recipe's 10, cut to half of a short run
     assert row["met"] is (row["test_loss"] <= 0.090)
     assert 0.1 <= row["knn_accuracy"] <= 1.0  # a real 5-NN score on 300 test codes
     table = (results / "results.md").read_text()
     rate = f"{metrics['learning_rate']:g}"
     assert f"| simple_autoe | 32 | 2 | batch 256, adam {rate}, 1-epoch warm-up |" in table
     assert "Total training time" in table
+    assert not row["coin_flips"] and vae["coin_flips"]
+    assert "| variational_autoe | 2 | 1 | batch 100, adam 0.003, coin flips |" in table
 
 
 def test_run_all_with_nothing_to_collect_is_a_one_line_error(tmp_path):

@@ -208,7 +208,7 @@ def test_help_explains_every_flag():
     text = " ".join(result.stdout.split())  # as read, whatever argparse's line breaks
     assert "(default: 200; 50, the tutorial's, with another --optimizer)" in text
     assert "default: adam. Any other trains with the tutorial's recipe" in text
-    assert "'rmsprop' is the tutorial's own" in text
+    assert "'rmsprop' gives the tutorial's recipe exactly" in text
     assert "default: 0.003 with adam" in text
 
 
