@@ -92,7 +92,16 @@ def fail(message, status=2):
 def main_guard(main):
     """Run ``main()``, turning expected failures into a one-line error."""
     try:
-        main()
+        try:
+            main()
+        finally:
+            # Flushed here rather than at exit, where a closed pipe could not be caught.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`, say): stop quietly, as a Unix tool does.
+        # Pointing stdout at /dev/null keeps Python's own last flush from complaining.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except UserError as error:
         fail(str(error), status=2)
     except TrainingDiverged as error:

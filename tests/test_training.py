@@ -9,11 +9,13 @@ import json
 import math
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import one_line_error, run_script
+from conftest import ROOT, one_line_error, run_script
 
 LIMIT = 500  # training and test images (the sample holds 4,000 and 1,000)
 N_TEST = LIMIT
@@ -195,6 +197,38 @@ def test_bad_flag_gives_one_line_error():
     result = run_script("simple_autoencoder.py", "--epochs", "0")
     assert result.returncode == 2
     assert "--epochs" in one_line_error(result)
+
+
+def _run_into_closed_pipe(script, *args, unbuffered):
+    """Run a script whose stdout reader is gone before it writes (`| head`, early)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails, whenever it happens
+    try:
+        return subprocess.run(
+            [sys.executable, str(ROOT / script), *map(str, args)], stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=300,
+            env=dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED=unbuffered))
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("script", ["simple_autoencoder.py", "visualize_latent_space.py"])
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_help_into_a_closed_pipe_is_quiet(script, unbuffered):
+    result = _run_into_closed_pipe(script, "--help", unbuffered=unbuffered)
+    # argparse itself ignores a failed write of the help (exit 0); a buffered one
+    # fails later, at our flush (exit 1). Either way: no traceback.
+    assert result.returncode in (0, 1)
+    assert result.stderr == ""
+
+
+def test_training_into_a_closed_pipe_stops_quietly(tmp_path):
+    result = _run_into_closed_pipe("simple_autoencoder.py", "--data", "sample",
+                                   "--epochs", 1, "--limit", 100, "--out-dir", tmp_path,
+                                   unbuffered="1")
+    assert result.returncode == 1
+    assert result.stderr == ""
+    assert not list(tmp_path.iterdir())  # stopped at its first line, before training
 
 
 def test_help_explains_every_flag():
