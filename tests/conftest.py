@@ -10,12 +10,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_script(script, *args, backend="tensorflow", env=None, cwd=ROOT, timeout=600):
-    """Run ``python SCRIPT ARGS`` as a subprocess; return the CompletedProcess."""
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONUNBUFFERED="1", **(env or {}))
+def run_script(script, *args, backend="tensorflow", env=None, cwd=ROOT, timeout=600,
+               stdout=subprocess.PIPE):
+    """Run ``python SCRIPT ARGS`` as a subprocess; return the CompletedProcess.
+
+    Output is captured unless ``stdout`` says where else it goes (a file descriptor).
+    """
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)],
-                          cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout)
 
 
 def one_line_error(result):

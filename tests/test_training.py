@@ -9,13 +9,11 @@ import json
 import math
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, one_line_error, run_script
+from conftest import one_line_error, run_script
 
 LIMIT = 500  # training and test images (the sample holds 4,000 and 1,000)
 N_TEST = LIMIT
@@ -204,10 +202,8 @@ def _run_into_closed_pipe(script, *args, unbuffered):
     read_end, write_end = os.pipe()
     os.close(read_end)  # every write now fails, whenever it happens
     try:
-        return subprocess.run(
-            [sys.executable, str(ROOT / script), *map(str, args)], stdout=write_end,
-            stderr=subprocess.PIPE, text=True, timeout=300,
-            env=dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED=unbuffered))
+        return run_script(script, *args, stdout=write_end,
+                          env={"PYTHONUNBUFFERED": unbuffered})
     finally:
         os.close(write_end)
 
