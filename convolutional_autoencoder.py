@@ -3,23 +3,42 @@ Title: A convolutional autoencoder
 Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
 Description: Convolutions and pooling squeeze each digit into a 4x4x8 code.
 
-    python convolutional_autoencoder.py
+    python convolutional_autoencoder.py                     # our recipe
+    python convolutional_autoencoder.py --recipe tutorial   # the tutorial's, exactly
 
 Outputs go to features/ (see README): the test set's (4, 4, 8) codes as
-conv_autoe_features.pickle, their labels, a metrics file, figures of the
+conv_autoe_features.pickle, their labels and images, a metrics file, figures of the
 reconstructions and of the codes, and the trained encoder and decoder.
 """
 
 """
 ## Setup
 
-`common` holds the plumbing shared by all scripts (command line, data, saving,
-figures); everything about the model is in this file.
+`plumbing` does the chores (command line, data, saving); everything about the model
+and its training is in this file.
 """
 
-import common
+from plumbing import data, figures, training  # first: it imports Keras quietly
+
 import keras
 from keras import layers
+
+"""
+## Training recipes
+
+The tutorial trains for 50 epochs in batches of 128, with Adadelta in its 2016 text
+(at Keras 2's rate of 1.0) and Adam at its usual 0.001 since. That rate is too timid
+for this small network: the test loss is still falling when the epochs run out. Ours
+raises it to 0.003 and lets it decay along a cosine (a higher rate still learned more
+slowly again; results/tuning.md).
+"""
+
+RECIPES = {
+    "ours": dict(epochs=50, batch_size=128, optimizer="adam", learning_rate=0.003,
+                 schedule="cosine", warmup=0),
+    "tutorial": dict(epochs=50, batch_size=128, optimizer="adadelta", learning_rate=1.0,
+                     schedule="constant", warmup=0),
+}
 
 """
 ## The model
@@ -56,46 +75,50 @@ def build_autoencoder():
     return encoder, decoder, autoencoder
 
 
-"""
-## Training recipes
-
-The tutorial trains for 50 epochs in batches of 128, with Adadelta in its 2016 text
-and Adam at its usual 0.001 since. That rate is too timid for this small network:
-the test loss was still falling at 0.0949 when the epochs ran out. Ours raises it to
-0.003 and lets it decay along a cosine: 0.0887 in the same 50 epochs (0.01 learned
-more slowly again; see README, "Results").
-"""
-
-TUTORIAL = common.Recipe(epochs=50, batch_size=128, optimizer="adadelta")
-OURS = TUTORIAL._replace(optimizer="adam", learning_rate=3e-3, schedule="cosine")
-
-
 def main():
-    parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
-    args = common.parse_args(parser)
+    args = training.setup(training.make_parser(__doc__, RECIPES).parse_args(), RECIPES)
 
     # ## The data: 28x28 images with one (grey) channel, values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
         args.data, args.limit, shape=(28, 28, 1))
 
     # ## Training: reconstruct the input, pixel by pixel binary cross-entropy.
     encoder, decoder, autoencoder = build_autoencoder()
     autoencoder.compile(
-        optimizer=common.make_optimizer(args, len(x_train)),
+        optimizer=keras.optimizers.get({
+            "class_name": args.optimizer,
+            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
         loss="binary_crossentropy",
     )
-    result = common.fit(autoencoder, x_train, x_train, args=args, test=(x_test, x_test))
+    timer = training.EpochTimer()
+    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+    history = autoencoder.fit(
+        x_train, x_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        validation_data=(x_test, x_test),
+        callbacks=[timer, guard],
+        verbose=training.VERBOSE,
+    )
 
     # ## What it learned: reconstructions, the codes themselves (each 4x4x8 code drawn
     # as its 8 maps side by side), and the codes saved as features.
-    codes = common.finish(args, "conv_autoe", title="Convolutional autoencoder",
-                          encoder=encoder, decoder=decoder, x_test=x_test,
-                          y_test=y_test, data_info=data_info, result=result)
-    common.plot_feature_maps(codes[:10], f"{args.out_dir}/conv_autoe_codes.png",
-                             title="Codes of the first 10 test digits (8 maps of 4x4)",
-                             show=args.show)
-    common.show_figures(args.show)
+    codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+    reconstructed = decoder.predict(codes[:10], verbose=0)
+    plots = {
+        "reconstructions": figures.digit_rows(
+            [("original", x_test[:10]), ("reconstructed", reconstructed)],
+            title="Convolutional autoencoder: test digits"),
+        "codes": figures.code_maps(
+            codes[:10], title="Codes of the first 10 test digits (8 maps of 4x4)"),
+    }
+    training.save_outputs(
+        args, "conv_autoe", encoder=encoder, decoder=decoder, codes=codes,
+        labels=y_test, images=x_test, data_info=data_info, history=history,
+        timer=timer, guard=guard, plots=plots)
+    figures.show_figures(args.show)
 
 
 if __name__ == "__main__":
-    common.main_guard(main)
+    training.cli.main_guard(main)

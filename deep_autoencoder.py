@@ -3,25 +3,44 @@ Title: A deep autoencoder
 Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
 Description: Three Dense layers down to a 32-number code, three back up.
 
-    python deep_autoencoder.py
+    python deep_autoencoder.py                     # our recipe
+    python deep_autoencoder.py --recipe tutorial   # the tutorial's, exactly
 
 Outputs go to features/ (see README): the test set's 32-d codes as
-deep_autoe_features.pickle, their labels, a metrics file, a figure of
+deep_autoe_features.pickle, their labels and images, a metrics file, a figure of
 reconstructions and the trained encoder and decoder.
 """
 
 """
 ## Setup
 
-`common` holds the plumbing shared by all scripts (command line, data, saving,
-figures); everything about the model is in this file.
+`plumbing` does the chores (command line, data, saving); everything about the model
+and its training is in this file.
 """
 
-import common
+from plumbing import data, figures, training  # first: it imports Keras quietly
+
 import keras
 from keras import layers
 
 PIXELS = 28 * 28
+
+"""
+## Training recipes
+
+The tutorial trains for 100 epochs in batches of 256, with Adadelta in its 2016 text
+(at Keras 2's rate of 1.0) and Adam since, which ends short of its "~0.08". Ours takes
+batches of 64: four times as many steps in the same 100 epochs, whose noisier
+gradients settle in a better minimum, with Adam's learning rate decaying along a
+cosine (results/tuning.md; README, "Results").
+"""
+
+RECIPES = {
+    "ours": dict(epochs=100, batch_size=64, optimizer="adam", learning_rate=0.001,
+                 schedule="cosine", warmup=0),
+    "tutorial": dict(epochs=100, batch_size=256, optimizer="adadelta",
+                     learning_rate=1.0, schedule="constant", warmup=0),
+}
 
 """
 ## The model
@@ -49,45 +68,48 @@ def build_autoencoder():
     return encoder, decoder, autoencoder
 
 
-"""
-## Training recipes
-
-The tutorial trains for 100 epochs in batches of 256, with Adadelta in its 2016 text
-and Adam since: 0.0828 on the test set here with Adam, short of its "~0.08". Ours
-takes batches of 64: four times as many steps in the same 100 epochs, whose noisier
-gradients settle in a better minimum, 0.0790 (README, "Results"), with Adam's
-learning rate decaying along a cosine.
-"""
-
-TUTORIAL = common.Recipe(epochs=100, batch_size=256, optimizer="adadelta")
-OURS = TUTORIAL._replace(batch_size=64, optimizer="adam", schedule="cosine")
-
-
 def main():
-    parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
-    args = common.parse_args(parser)
+    args = training.setup(training.make_parser(__doc__, RECIPES).parse_args(), RECIPES)
 
     # ## The data: each 28x28 image flattened to 784 values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
         args.data, args.limit, shape=(PIXELS,))
 
     # ## Training: the input is its own target, scored pixel by pixel with binary
     # cross-entropy (each grey level read as the probability of ink).
     encoder, decoder, autoencoder = build_autoencoder()
     autoencoder.compile(
-        optimizer=common.make_optimizer(args, len(x_train)),
+        optimizer=keras.optimizers.get({
+            "class_name": args.optimizer,
+            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
         loss="binary_crossentropy",
-        # A small dense model trains faster with XLA and 32 steps per call (common).
-        **common.dense_model_speedups(),
+        **training.dense_model_speedups(),
     )
-    result = common.fit(autoencoder, x_train, x_train, args=args, test=(x_test, x_test))
+    timer = training.EpochTimer()
+    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+    history = autoencoder.fit(
+        x_train, x_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        validation_data=(x_test, x_test),
+        callbacks=[timer, guard],
+        verbose=training.VERBOSE,
+    )
 
-    # ## What it learned: the test set's codes become the features to visualise.
-    common.finish(args, "deep_autoe", title="Deep autoencoder", encoder=encoder,
-                  decoder=decoder, x_test=x_test, y_test=y_test, data_info=data_info,
-                  result=result)
-    common.show_figures(args.show)
+    # ## What it learned: the test set's codes become the features to visualise, and
+    # the decoder turns the first ten back into digits.
+    codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+    reconstructed = decoder.predict(codes[:10], verbose=0)
+    plot = figures.digit_rows([("original", x_test[:10]),
+                               ("reconstructed", reconstructed)],
+                              title="Deep autoencoder: test digits")
+    training.save_outputs(
+        args, "deep_autoe", encoder=encoder, decoder=decoder, codes=codes,
+        labels=y_test, images=x_test, data_info=data_info, history=history,
+        timer=timer, guard=guard, plots={"reconstructions": plot})
+    figures.show_figures(args.show)
 
 
 if __name__ == "__main__":
-    common.main_guard(main)
+    training.cli.main_guard(main)

@@ -3,26 +3,57 @@ Title: A denoising convolutional autoencoder
 Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
 Description: Train on noisy digits to reproduce the clean ones.
 
-    python image_denoising.py
+    python image_denoising.py                     # our recipe
+    python image_denoising.py --recipe tutorial   # the tutorial's, exactly
 
 Outputs go to features/ (see README): the (7, 7, 32) codes of the noisy test
-digits as denoise_autoe_features.pickle, their labels, a metrics file, figures of
-noisy / denoised / clean digits and of the codes, and the trained encoder and
-decoder.
+digits as denoise_autoe_features.pickle, their labels and (clean) images, a metrics
+file, figures of noisy / denoised / clean digits and of the codes, and the trained
+encoder and decoder.
 """
 
 """
 ## Setup
 
-`common` holds the plumbing shared by all scripts (command line, data, saving,
-figures); everything about the model is in this file.
+`plumbing` does the chores (command line, data, saving); everything about the model
+and its training is in this file.
 """
 
-import common
+from plumbing import data, figures, training  # first: it imports Keras quietly
+
 import keras
+import numpy as np
 from keras import layers
 
 NOISE_FACTOR = 0.5
+
+"""
+## Training recipes
+
+The tutorial trains for 100 epochs in batches of 128, with Adadelta in its 2016
+text (at Keras 2's rate of 1.0) and Adam since. Ours is Adam, its learning rate
+decaying along a cosine (results/tuning.md).
+"""
+
+RECIPES = {
+    "ours": dict(epochs=100, batch_size=128, optimizer="adam", learning_rate=0.001,
+                 schedule="cosine", warmup=0),
+    "tutorial": dict(epochs=100, batch_size=128, optimizer="adadelta",
+                     learning_rate=1.0, schedule="constant", warmup=0),
+}
+
+"""
+## Noisy digits
+
+Gaussian noise, clipped back to [0, 1]: clip(x + 0.5 * N(0, 1), 0, 1). The noise is
+drawn once, as in the tutorial, from --seed, so a run is repeatable.
+"""
+
+
+def add_noise(images, seed):
+    noise = np.random.default_rng(seed).standard_normal(images.shape, dtype=np.float32)
+    return np.clip(images + np.float32(NOISE_FACTOR) * noise, 0.0, 1.0)
+
 
 """
 ## The model
@@ -52,51 +83,54 @@ def build_autoencoder():
     return encoder, decoder, autoencoder
 
 
-"""
-## Training recipes
-
-The tutorial trains for 100 epochs in batches of 128, with Adadelta in its 2016
-text and Adam since. Ours is Adam, its learning rate decaying along a cosine.
-"""
-
-TUTORIAL = common.Recipe(epochs=100, batch_size=128, optimizer="adadelta")
-OURS = TUTORIAL._replace(optimizer="adam", schedule="cosine")
-
-
 def main():
-    parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
-    args = common.parse_args(parser)
+    args = training.setup(training.make_parser(__doc__, RECIPES).parse_args(), RECIPES)
 
-    # ## The data: clean digits, and copies corrupted with Gaussian noise
-    # (clip(x + 0.5 * N(0, 1), 0, 1)). The noise is drawn once, as in the tutorial,
-    # from --seed, so a run is repeatable.
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+    # ## The data: clean digits, and noisy copies of them.
+    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
         args.data, args.limit, shape=(28, 28, 1))
-    noisy_train = common.add_noise(x_train, NOISE_FACTOR, seed=args.seed)
-    noisy_test = common.add_noise(x_test, NOISE_FACTOR, seed=args.seed + 1)
+    noisy_train = add_noise(x_train, seed=args.seed)
+    noisy_test = add_noise(x_test, seed=args.seed + 1)
 
     # ## Training: noisy digits in, clean digits as targets.
     encoder, decoder, autoencoder = build_autoencoder()
     autoencoder.compile(
-        optimizer=common.make_optimizer(args, len(x_train)),
+        optimizer=keras.optimizers.get({
+            "class_name": args.optimizer,
+            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
         loss="binary_crossentropy",
     )
-    result = common.fit(autoencoder, noisy_train, x_train, args=args,
-                        test=(noisy_test, x_test))
+    timer = training.EpochTimer()
+    guard = training.DivergenceGuard((noisy_test, x_test), args.batch_size)
+    history = autoencoder.fit(
+        noisy_train, x_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        validation_data=(noisy_test, x_test),
+        callbacks=[timer, guard],
+        verbose=training.VERBOSE,
+    )
 
     # ## What it learned: the model is shown the NOISY test digits (the original
-    # script denoised the clean ones, which proves nothing), and their codes are the
+    # script denoised the clean ones, which proves nothing); their codes are the
     # saved features.
-    codes = common.finish(args, "denoise_autoe", title="Denoising autoencoder",
-                          encoder=encoder, decoder=decoder, x_test=x_test,
-                          y_test=y_test, data_info=data_info, result=result,
-                          noisy_test=noisy_test)
-    common.plot_feature_maps(codes[:10], f"{args.out_dir}/denoise_autoe_codes.png",
-                             title="Codes of the first 10 noisy test digits "
-                                   "(32 maps of 7x7)",
-                             show=args.show)
-    common.show_figures(args.show)
+    codes = encoder.predict(noisy_test, batch_size=args.batch_size, verbose=0)
+    denoised = decoder.predict(codes[:10], verbose=0)
+    plots = {
+        "reconstructions": figures.digit_rows(
+            [("noisy input", noisy_test[:10]), ("denoised", denoised),
+             ("clean", x_test[:10])],
+            title="Denoising autoencoder: test digits"),
+        "codes": figures.code_maps(
+            codes[:10], title="Codes of the first 10 noisy test digits (32 maps of 7x7)"),
+    }
+    training.save_outputs(
+        args, "denoise_autoe", encoder=encoder, decoder=decoder, codes=codes,
+        labels=y_test, images=x_test, data_info=data_info, history=history,
+        timer=timer, guard=guard, plots=plots)
+    figures.show_figures(args.show)
 
 
 if __name__ == "__main__":
-    common.main_guard(main)
+    training.cli.main_guard(main)

@@ -1,27 +1,31 @@
 """
 Title: A simple autoencoder, and its sparse variant
 Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
-Description: Squeeze 784-pixel MNIST digits through a 32-number code and back.
+Description: Squeeze each 784-pixel MNIST digit through a 32-number code and back,
+with one Dense layer each way.
 
-    python simple_autoencoder.py            # the simple autoencoder
-    python simple_autoencoder.py --sparse   # the sparse one
+    python simple_autoencoder.py                     # our recipe
+    python simple_autoencoder.py --recipe tutorial   # the tutorial's, exactly
+    python simple_autoencoder.py --sparse            # the sparse autoencoder
 
 Outputs go to features/ (see README): the test set's 32-d codes as
-simple_autoe_features.pickle (sparse_autoe_... with --sparse), their labels, a metrics
-file, a figure of reconstructions and the trained encoder and decoder.
+simple_autoe_features.pickle (sparse_autoe_... with --sparse), their labels and
+images, a metrics file, a figure of reconstructions and the trained encoder and
+decoder.
 """
 
 """
 ## Setup
 
-`common` holds the plumbing shared by all scripts (command line, data, saving,
-figures); everything about the model is in this file.
+`plumbing` does the chores (command line, data, saving); everything about the model
+and its training is in this file.
 """
 
 import json
 from pathlib import Path
 
-import common
+from plumbing import data, figures, training  # first: it imports Keras quietly
+
 import keras
 from keras import layers
 
@@ -29,10 +33,29 @@ PIXELS = 28 * 28
 CODE_SIZE = 32  # 784 / 32: a compression factor of 24.5
 
 # The L1 activity penalty of the sparse model: the blog's 1e-4 (written 10e-5).
-# Measured on full MNIST (README, "Results"): the mean code activation falls about
-# four-fold while the test reconstruction loss stays within 0.001 of the plain model's.
 DEFAULT_SPARSITY = 1e-4
 
+"""
+## Training recipes
+
+The tutorial trains for 50 epochs (the sparse model for 100: its penalty slows
+learning) in batches of 256, with Adadelta in its 2016 text (at Keras 2's rate of
+1.0) and Adam since. Adam at its usual 0.001 is still creeping down when the epochs
+run out. A higher rate learns faster but, from random weights, kills code units in
+the first steps: a ReLU unit pushed below zero for every digit gets no gradient and
+stays dead. So ours warms the rate up from zero to 0.02 over 10 epochs, which kills
+none, then lets it decay along a cosine over 200 epochs, so that the last steps are
+small and careful. The sparse model trains with it too. results/tuning.md has the
+runs behind these choices; README, "Results", what they reach.
+"""
+
+RECIPES = {
+    "ours": dict(epochs=200, batch_size=256, optimizer="adam", learning_rate=0.02,
+                 schedule="cosine", warmup=10),
+    "tutorial": dict(epochs=50, batch_size=256, optimizer="adadelta", learning_rate=1.0,
+                     schedule="constant", warmup=0),
+}
+SPARSE_RECIPES = {**RECIPES, "tutorial": {**RECIPES["tutorial"], "epochs": 100}}
 
 """
 ## The model
@@ -62,41 +85,23 @@ def build_autoencoder(sparsity=0.0):
     return encoder, decoder, autoencoder
 
 
-"""
-## Training recipes
-
-The tutorial trains for 50 epochs (the sparse model for 100: its penalty slows
-learning) in batches of 256, with Adadelta in its 2016 text and Adam at 0.001 since.
-With Adam the test loss ends at 0.0916 here, still creeping down. A higher rate
-learns faster but, from random weights, kills code units in the first steps: at
-0.01, 8 of the 32 never came back (0.1029). Ours warms the rate up from zero to 0.02
-over 10 epochs, which kills none, then lets it decay along a cosine over 200 epochs:
-0.0897 (README, "Results"). The sparse model trains with it too.
-"""
-
-TUTORIAL = common.Recipe(epochs=50, batch_size=256, optimizer="adadelta")
-SPARSE_TUTORIAL = TUTORIAL._replace(epochs=100)
-OURS = common.Recipe(epochs=200, batch_size=256, optimizer="adam", learning_rate=2e-2,
-                     schedule="cosine", warmup=10)
-
-
 def main():
-    parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
+    parser = training.make_parser(__doc__, RECIPES)
     parser.add_argument("--sparse", action="store_true",
                         help="add an L1 activity penalty on the code: the sparse "
-                             "autoencoder (the tutorial's recipe trains it for "
-                             f"{SPARSE_TUTORIAL.epochs} epochs)")
-    parser.add_argument("--sparsity", type=common.positive_float,
+                             "autoencoder (the tutorial trains it for "
+                             f"{SPARSE_RECIPES['tutorial']['epochs']} epochs)")
+    parser.add_argument("--sparsity", type=training.cli.positive_float,
                         default=DEFAULT_SPARSITY,
                         help="strength of the L1 penalty used with --sparse "
                              "(default: %(default)s)")
-    args = common.parse_args(
-        parser, recipes=lambda args: (SPARSE_TUTORIAL if args.sparse else TUTORIAL, OURS))
+    args = parser.parse_args()
+    args = training.setup(args, SPARSE_RECIPES if args.sparse else RECIPES)
     prefix = "sparse_autoe" if args.sparse else "simple_autoe"
 
     # ## The data: each 28x28 image becomes a vector of 784 values in [0, 1]. Labels
     # are not used for training, only to colour the plots later.
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
         args.data, args.limit, shape=(PIXELS,))
 
     # ## Training: the input is its own target. Per-pixel binary cross-entropy reads
@@ -104,35 +109,54 @@ def main():
     # trains faster than squared error.
     encoder, decoder, autoencoder = build_autoencoder(args.sparsity if args.sparse else 0)
     autoencoder.compile(
-        optimizer=common.make_optimizer(args, len(x_train)),
+        optimizer=keras.optimizers.get({
+            "class_name": args.optimizer,
+            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
         loss="binary_crossentropy",
         # With --sparse the loss includes the penalty; this metric is the
         # reconstruction error alone, comparable with the plain model's.
         metrics=[keras.metrics.BinaryCrossentropy(name="reconstruction")],
-        # A small dense model trains faster with XLA and 32 steps per call (common).
-        **common.dense_model_speedups(),
+        **training.dense_model_speedups(),
     )
-    result = common.fit(autoencoder, x_train, x_train, args=args, test=(x_test, x_test))
+    timer = training.EpochTimer()
+    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+    history = autoencoder.fit(
+        x_train, x_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        validation_data=(x_test, x_test),
+        callbacks=[timer, guard],
+        verbose=training.VERBOSE,
+    )
 
-    # ## What it learned: the test set's codes become the features to visualise. The
-    # mean activation shows what the penalty did: compare it with the other model's.
+    # ## What it learned: the test set's codes become the features to visualise, and
+    # the decoder turns the first ten back into digits.
+    codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+    reconstructed = decoder.predict(codes[:10], verbose=0)
     title = "Sparse autoencoder" if args.sparse else "Simple autoencoder"
-    if args.sparse:
-        result["sparsity"] = args.sparsity
-    codes = common.finish(args, prefix, title=title, encoder=encoder, decoder=decoder,
-                          x_test=x_test, y_test=y_test, data_info=data_info,
-                          result=result)
+    plot = figures.digit_rows([("original", x_test[:10]),
+                               ("reconstructed", reconstructed)],
+                              title=f"{title}: test digits")
+    metrics = training.save_outputs(
+        args, prefix, encoder=encoder, decoder=decoder, codes=codes, labels=y_test,
+        images=x_test, data_info=data_info, history=history, timer=timer, guard=guard,
+        plots={"reconstructions": plot},
+        **({"sparsity": args.sparsity} if args.sparse else {}))
+
+    # The mean activation shows what the penalty did: compare it with the other
+    # model's, if that one has been trained.
     print(f"Mean code activation {codes.mean():.3f}, test reconstruction loss "
-          f"{result['test_reconstruction']:.4f}")
+          f"{metrics['test_reconstruction']:.4f}")
     other = "simple_autoe" if args.sparse else "sparse_autoe"
     other_metrics = Path(args.out_dir) / f"{other}_metrics.json"
     if other_metrics.exists():
-        metrics = json.loads(other_metrics.read_text())
+        theirs = json.loads(other_metrics.read_text())
         print(f"  vs {other}: mean code activation "
-              f"{metrics['mean_code_activation']:.3f}, test reconstruction loss "
-              f"{metrics.get('test_reconstruction', float('nan')):.4f}")
-    common.show_figures(args.show)
+              f"{theirs['mean_code_activation']:.3f}, test reconstruction loss "
+              f"{theirs.get('test_reconstruction', float('nan')):.4f}")
+    figures.show_figures(args.show)
 
 
 if __name__ == "__main__":
-    common.main_guard(main)
+    training.cli.main_guard(main)

@@ -1,14 +1,15 @@
 """
 Title: A variational autoencoder (VAE) with a 2-d latent space
 Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
-Description: Learn a smooth 2-d map of MNIST that we can decode anywhere.
+Description: Learn a smooth 2-d map of MNIST that can be decoded anywhere.
 
-    python variational_autoencoder.py
+    python variational_autoencoder.py                     # our recipe
+    python variational_autoencoder.py --recipe tutorial   # the tutorial's, exactly
 
 Outputs go to features/ (see README): the test set's 2-d latent means as
-variational_autoe_features.pickle, their labels, a metrics file, figures of the
-latent space, of a 15x15 manifold of decoded digits and of reconstructions, and the
-trained encoder and decoder.
+variational_autoe_features.pickle, their labels and images, a metrics file, figures
+of the latent space, of a 15x15 manifold of decoded digits and of reconstructions,
+and the trained encoder and decoder.
 
 Written with `keras` and `keras.ops` only, so it runs on the TensorFlow, JAX and
 PyTorch backends (set KERAS_BACKEND).
@@ -17,31 +18,83 @@ PyTorch backends (set KERAS_BACKEND).
 """
 ## Setup
 
-`common` holds the plumbing shared by all scripts (command line, data, saving,
-figures); everything about the model is in this file.
+`plumbing` does the chores (command line, data, saving); everything about the model
+and its training is in this file.
 """
 
 import argparse
 
-import common
+from plumbing import data, figures, training  # first: it imports Keras quietly
+
 import keras
+import numpy as np
 from keras import layers, ops
+from scipy.stats import norm
 
 PIXELS = 28 * 28
 LATENT_DIM = 2  # two numbers per digit, so the latent space can be drawn as is
 
 """
-## Sampling, and the KL term
+## Training recipes
+
+The blog trains for 50 epochs in batches of 100 with RMSprop at 0.001. Adam at 0.003,
+decaying along a cosine, does better in 100 epochs, but by then the model fits the
+training digits several nats better than the test digits, and training longer only
+widens that gap. With coin flips (below) the gap stays small, and our recipe (Adam
+at 0.003, coin flips, 200 epochs) goes further (results/tuning.md; README,
+"Results").
+"""
+
+RECIPES = {
+    "ours": dict(epochs=200, batch_size=100, optimizer="adam", learning_rate=0.003,
+                 schedule="cosine", warmup=0),
+    "tutorial": dict(epochs=50, batch_size=100, optimizer="rmsprop",
+                     learning_rate=0.001, schedule="constant", warmup=0),
+}
+
+"""
+## The loss: reconstruction plus KL
+
+A VAE's loss per image (the negative evidence lower bound, in nats) has two terms:
+
+* the **reconstruction** term: binary cross-entropy summed over the 784 pixels, how
+  badly the decoder redraws the digit from a code drawn for it;
+* the **KL** term: how far the encoder's Gaussian over codes is from the prior
+  N(0, I). It keeps the codes packed around the origin, so that any point near it
+  decodes to a plausible digit.
+
+The first is the compiled loss; `Sampling` adds the second with `add_loss`. Keras
+logs their sum as `loss`; the reconstruction term is logged too, as a metric, and
+`LogKLTerm` logs the rest, so that each epoch's line shows both terms and they add
+up.
+"""
+
+
+def reconstruction_loss(x, x_decoded):
+    """Binary cross-entropy summed over the 784 pixels: nats per image, like the KL."""
+    per_pixel = keras.losses.binary_crossentropy(
+        ops.reshape(x, (-1, PIXELS, 1)), ops.reshape(x_decoded, (-1, PIXELS, 1)))
+    return ops.sum(per_pixel, axis=-1)
+
+
+class LogKLTerm(keras.callbacks.Callback):
+    """Adds each epoch's KL term (the loss minus the reconstruction term) to the log."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        for split in ("", "val_"):
+            if f"{split}reconstruction" in logs:
+                logs[f"{split}kl"] = logs[f"{split}loss"] - logs[f"{split}reconstruction"]
+
+
+"""
+## Sampling
 
 The encoder does not output a code but a Gaussian over codes: a mean and a log
 variance per latent dimension. Training draws z = mean + sigma * eps with eps from
 N(0, 1) (the reparameterisation trick: the randomness is an input, so gradients flow
 through mean and sigma). sigma = exp(0.5 * log_var), the square root of the
-variance.
-
-The same layer adds the KL divergence between that Gaussian and the prior N(0, I),
-summed over latent dimensions: the term that keeps the codes packed around the
-origin, so that any point near it decodes to a plausible digit.
+variance. The same layer adds the KL divergence between that Gaussian and the prior,
+summed over latent dimensions.
 """
 
 
@@ -54,18 +107,15 @@ class Sampling(layers.Layer):
 
     def call(self, inputs):
         z_mean, z_log_var = inputs
-        kl = -0.5 * ops.sum(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var),
+        # The KL term in float32 even under mixed precision: exp() of a log variance
+        # overflows half precision quickly.
+        mean32, log_var32 = ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32")
+        kl = -0.5 * ops.sum(1 + log_var32 - ops.square(mean32) - ops.exp(log_var32),
                             axis=-1)
         self.add_loss(ops.mean(kl))
-        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype,
+                                      seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
-
-
-def reconstruction_loss(x, x_decoded):
-    """Binary cross-entropy summed over the 784 pixels: nats per image, like the KL."""
-    per_pixel = keras.losses.binary_crossentropy(
-        ops.reshape(x, (-1, PIXELS, 1)), ops.reshape(x_decoded, (-1, PIXELS, 1)))
-    return ops.sum(per_pixel, axis=-1)
 
 
 """
@@ -90,7 +140,8 @@ class CoinFlips(layers.Layer):
     def call(self, digits, training=False):
         if not training:
             return digits
-        uniform = keras.random.uniform(ops.shape(digits), seed=self.seed_generator)
+        uniform = keras.random.uniform(ops.shape(digits), dtype=digits.dtype,
+                                       seed=self.seed_generator)
         return ops.cast(uniform < digits, digits.dtype)
 
 
@@ -99,9 +150,7 @@ class CoinFlips(layers.Layer):
 
 Encoder: 784 -> 256 (relu) -> (z_mean, z_log_var), 2 numbers each.
 Decoder: z -> 256 (relu) -> 784 (sigmoid).
-The VAE chains encoder, Sampling and decoder, with CoinFlips first when asked; its
-loss per image is the reconstruction loss (784 x BCE) plus the KL term that Sampling
-adds.
+The VAE chains encoder, Sampling and decoder, with CoinFlips first when asked.
 """
 
 
@@ -126,62 +175,91 @@ def build_vae(seed=None, coin_flips=False):
 
 
 """
-## Training recipes
+## The manifold
 
-The blog trains for 50 epochs in batches of 100 with RMSprop at 0.001: 152.6 nats
-on the test set here. Adam at 0.003, decaying along a cosine, gets to 148.6 in 100
-epochs, but by then the model fits the training digits 4.5 nats better than the
-test digits, and training longer only widens that gap. With coin flips the gap
-stays under 2 nats, and our recipe (Adam at 0.003, coin flips, 200 epochs) reaches
-144.9 (README, "Results"). `--optimizer rmsprop` brings back the blog's recipe.
+Decoding a grid of latent points shows what each region of the latent space means.
+The prior is N(0, I), so the grid is spaced by evenly spaced probabilities (Gaussian
+quantiles), not evenly spaced z: it then sits where the codes actually live.
 """
 
-TUTORIAL = common.Recipe(epochs=50, batch_size=100, optimizer="rmsprop")
-OURS = common.Recipe(epochs=200, batch_size=100, optimizer="adam", learning_rate=3e-3,
-                     schedule="cosine")
+
+def decode_manifold(decoder, title, n=15):
+    quantiles = norm.ppf(np.linspace(0.05, 0.95, n)).astype(np.float32)
+    zx, zy = np.meshgrid(quantiles, quantiles[::-1])  # z[1] grows upwards
+    grid = np.stack([zx.ravel(), zy.ravel()], axis=1)
+    digits = decoder.predict(grid, batch_size=len(grid), verbose=0)
+    extent = (quantiles[0], quantiles[-1], quantiles[0], quantiles[-1])
+    return figures.digit_canvas(np.reshape(digits, (n, n, 28, 28)), extent, title)
 
 
 def main():
-    parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
+    parser = training.make_parser(__doc__, RECIPES)
     parser.add_argument("--coin-flips", action=argparse.BooleanOptionalAction,
                         help="in training, show the encoder each digit as coin "
                              "flips, every pixel inked with the probability its grey "
                              "level gives (default: on with our recipe, off with the "
                              "tutorial's)")
-    args = common.parse_args(parser)
+    args = training.setup(parser.parse_args(), RECIPES)
     if args.coin_flips is None:
         args.coin_flips = args.recipe == "ours"
     print(f"Coin flips: {'on' if args.coin_flips else 'off'}")
 
     # ## The data: each 28x28 image flattened to 784 values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
         args.data, args.limit, shape=(PIXELS,))
 
     # ## Training: the loss is the negative evidence lower bound, in nats per image.
     encoder, decoder, vae = build_vae(args.seed, coin_flips=args.coin_flips)
-    # A small dense model trains faster with XLA and 32 steps per call (common),
-    # but TensorFlow's XLA makes the coin flips' random numbers slowly on a CPU.
-    vae.compile(optimizer=common.make_optimizer(args, len(x_train)),
-                loss=reconstruction_loss,
-                **common.dense_model_speedups(xla=not args.coin_flips))
-    result = common.fit(vae, x_train, x_train, args=args, test=(x_test, x_test))
-    result["coin_flips"] = args.coin_flips
+    vae.compile(
+        optimizer=keras.optimizers.get({
+            "class_name": args.optimizer,
+            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+        loss=reconstruction_loss,
+        metrics=[keras.metrics.MeanMetricWrapper(reconstruction_loss,
+                                                 name="reconstruction")],
+        # TensorFlow's XLA makes the coin flips' random numbers slowly on a CPU.
+        **training.dense_model_speedups(xla=not args.coin_flips),
+    )
+    timer = training.EpochTimer()
+    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+    history = vae.fit(
+        x_train, x_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        validation_data=(x_test, x_test),
+        callbacks=[LogKLTerm(), timer, guard],
+        verbose=training.VERBOSE,
+    )
+
+    # ## The two terms on the test set: the loss is their sum, in nats per image.
+    test = vae.evaluate(x_test, x_test, batch_size=args.batch_size, verbose=0,
+                        return_dict=True)
+    test["kl"] = test["loss"] - test["reconstruction"]
+    print(f"Test loss {test['loss']:.1f} = reconstruction {test['reconstruction']:.1f} "
+          f"+ KL {test['kl']:.1f}")
 
     # ## What it learned: the latent means of the test set are the features; drawn
-    # by digit they show how the VAE organised MNIST, and decoding a grid of points
-    # shows what each region of the latent space means.
-    z_mean = common.finish(args, "variational_autoe", title="VAE", encoder=encoder,
-                           decoder=decoder, x_test=x_test, y_test=y_test,
-                           data_info=data_info, result=result)
-    common.plot_latent_scatter(z_mean, y_test,
-                               f"{args.out_dir}/variational_autoe_latent.png",
-                               title="VAE: latent means of the test digits",
-                               show=args.show)
-    common.plot_manifold(decoder, f"{args.out_dir}/variational_autoe_manifold.png",
-                         title="VAE: digits decoded across the latent space",
-                         show=args.show)
-    common.show_figures(args.show)
+    # by digit they show how the VAE organised MNIST, and the manifold what each
+    # region of the plane decodes to.
+    z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+    reconstructed = decoder.predict(z_mean[:10], verbose=0)
+    plots = {
+        "reconstructions": figures.digit_rows(
+            [("original", x_test[:10]), ("reconstructed", reconstructed)],
+            title="VAE: test digits"),
+        "latent": figures.latent_scatter(
+            z_mean, y_test, title="VAE: latent means of the test digits"),
+        "manifold": decode_manifold(
+            decoder, title="VAE: digits decoded across the latent space"),
+    }
+    training.save_outputs(
+        args, "variational_autoe", encoder=encoder, decoder=decoder, codes=z_mean,
+        labels=y_test, images=x_test, data_info=data_info, history=history,
+        timer=timer, guard=guard, plots=plots, coin_flips=args.coin_flips,
+        **{f"test_{name}": value for name, value in test.items()})
+    figures.show_figures(args.show)
 
 
 if __name__ == "__main__":
-    common.main_guard(main)
+    training.cli.main_guard(main)

@@ -5,27 +5,47 @@ Keras' 2017 example variational_autoencoder_deconv.py
 Description: The 2-d VAE again, with a convolutional encoder and a decoder of
 transposed ("deconvolution") layers.
 
-    python variational_autoencoder_deconv.py
+    python variational_autoencoder_deconv.py                     # our recipe
+    python variational_autoencoder_deconv.py --recipe tutorial   # the 2017 example's
 
 Outputs go to features/ (see README): the test set's 2-d latent means as
-variational_autoe_deconv_features.pickle, their labels, a metrics file, figures of the
-latent space, of a 15x15 manifold and of reconstructions, and the trained encoder and
-decoder.
+variational_autoe_deconv_features.pickle, their labels and images, a metrics file,
+figures of the latent space, of a 15x15 manifold and of reconstructions, and the
+trained encoder and decoder.
 """
 
 """
 ## Setup
 
-The sampling layer and the loss are those of variational_autoencoder.py (read that
-one first): only the encoder and the decoder change here.
+The loss, its KL term, the sampling layer and the manifold are those of
+variational_autoencoder.py (read that one first): only the encoder and the decoder
+change here.
 """
 
-import common
+from plumbing import data, figures, training  # first: it imports Keras quietly
+
 import keras
 from keras import layers
-from variational_autoencoder import LATENT_DIM, Sampling, reconstruction_loss
+from variational_autoencoder import (LATENT_DIM, LogKLTerm, Sampling, decode_manifold,
+                                     reconstruction_loss)
 
 FILTERS = 64
+
+"""
+## Training recipes
+
+The 2017 Keras example this follows trains for 5 epochs in batches of 100 with
+RMSprop, and its test loss is still falling at the end. Ours trains 8 epochs, the
+learning rate decaying along a cosine, and gets below 145 nats (README, "Results").
+Adam did worse than RMSprop on this model (results/tuning.md).
+"""
+
+RECIPES = {
+    "ours": dict(epochs=8, batch_size=100, optimizer="rmsprop", learning_rate=0.001,
+                 schedule="cosine", warmup=0),
+    "tutorial": dict(epochs=5, batch_size=100, optimizer="rmsprop", learning_rate=0.001,
+                     schedule="constant", warmup=0),
+}
 
 """
 ## The model
@@ -66,47 +86,61 @@ def build_vae(seed=None):
     return encoder, decoder, vae
 
 
-"""
-## Training recipes
-
-The 2017 Keras example this follows trains for 5 epochs in batches of 100 with
-RMSprop: 146.3 nats on the test set here, and still falling. Ours trains 8 epochs,
-the learning rate decaying along a cosine, and gets below 145 (README, "Results"),
-at one to two and a half minutes an epoch on 2 CPU cores, depending on their load.
-Adam did worse than RMSprop on this model.
-"""
-
-TUTORIAL = common.Recipe(epochs=5, batch_size=100, optimizer="rmsprop")
-OURS = TUTORIAL._replace(epochs=8, schedule="cosine")
-
-
 def main():
-    parser = common.make_parser(__doc__, tutorial=TUTORIAL, ours=OURS)
-    args = common.parse_args(parser)
+    args = training.setup(training.make_parser(__doc__, RECIPES).parse_args(), RECIPES)
 
     # ## The data: 28x28 images with one (grey) channel, values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = common.load_mnist(
+    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
         args.data, args.limit, shape=(28, 28, 1))
 
-    # ## Training: negative evidence lower bound, nats per image.
+    # ## Training: negative evidence lower bound, nats per image, both terms logged.
     encoder, decoder, vae = build_vae(args.seed)
-    vae.compile(optimizer=common.make_optimizer(args, len(x_train)),
-                loss=reconstruction_loss)
-    result = common.fit(vae, x_train, x_train, args=args, test=(x_test, x_test))
+    vae.compile(
+        optimizer=keras.optimizers.get({
+            "class_name": args.optimizer,
+            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+        loss=reconstruction_loss,
+        metrics=[keras.metrics.MeanMetricWrapper(reconstruction_loss,
+                                                 name="reconstruction")],
+    )
+    timer = training.EpochTimer()
+    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+    history = vae.fit(
+        x_train, x_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        validation_data=(x_test, x_test),
+        callbacks=[LogKLTerm(), timer, guard],
+        verbose=training.VERBOSE,
+    )
+
+    # ## The two terms on the test set: the loss is their sum, in nats per image.
+    test = vae.evaluate(x_test, x_test, batch_size=args.batch_size, verbose=0,
+                        return_dict=True)
+    test["kl"] = test["loss"] - test["reconstruction"]
+    print(f"Test loss {test['loss']:.1f} = reconstruction {test['reconstruction']:.1f} "
+          f"+ KL {test['kl']:.1f}")
 
     # ## What it learned: latent means (the features), the latent map, the manifold.
-    prefix = "variational_autoe_deconv"
-    z_mean = common.finish(args, prefix, title="Deconvolutional VAE", encoder=encoder,
-                           decoder=decoder, x_test=x_test, y_test=y_test,
-                           data_info=data_info, result=result)
-    common.plot_latent_scatter(z_mean, y_test, f"{args.out_dir}/{prefix}_latent.png",
-                               title="Deconvolutional VAE: latent means of the test "
-                                     "digits", show=args.show)
-    common.plot_manifold(decoder, f"{args.out_dir}/{prefix}_manifold.png",
-                         title="Deconvolutional VAE: digits decoded across the "
-                               "latent space", show=args.show)
-    common.show_figures(args.show)
+    z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+    reconstructed = decoder.predict(z_mean[:10], verbose=0)
+    plots = {
+        "reconstructions": figures.digit_rows(
+            [("original", x_test[:10]), ("reconstructed", reconstructed)],
+            title="Deconvolutional VAE: test digits"),
+        "latent": figures.latent_scatter(
+            z_mean, y_test, title="Deconvolutional VAE: latent means of the test digits"),
+        "manifold": decode_manifold(
+            decoder, title="Deconvolutional VAE: digits decoded across the latent space"),
+    }
+    training.save_outputs(
+        args, "variational_autoe_deconv", encoder=encoder, decoder=decoder, codes=z_mean,
+        labels=y_test, images=x_test, data_info=data_info, history=history,
+        timer=timer, guard=guard, plots=plots,
+        **{f"test_{name}": value for name, value in test.items()})
+    figures.show_figures(args.show)
 
 
 if __name__ == "__main__":
-    common.main_guard(main)
+    training.cli.main_guard(main)

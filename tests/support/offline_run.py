@@ -17,7 +17,7 @@ def refuse(*args, **kwargs):
 urllib.request.urlretrieve = refuse
 urllib.request.urlopen = refuse
 
-root = Path(__file__).resolve().parents[1]
+root = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(root))
 sys.argv = sys.argv[1:]
 runpy.run_path(str(root / sys.argv[0]), run_name="__main__")

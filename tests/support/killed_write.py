@@ -5,8 +5,8 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from plumbing import files  # noqa: E402
 
 
 class KillMidway:
@@ -16,4 +16,4 @@ class KillMidway:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-common.save_pickle([bytes(50_000_000), KillMidway()], sys.argv[1])
+files.save_pickle([bytes(50_000_000), KillMidway()], sys.argv[1])

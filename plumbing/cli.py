@@ -1,0 +1,146 @@
+"""The command line and its errors: every bad input is one line and exit status 2.
+
+Keras-free on purpose: the visualiser uses it too and must start without a
+deep-learning backend.
+"""
+
+import argparse
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+DEFAULT_OUT_DIR = "features"
+MAX_SEED = 2**32 - 1  # numpy's and Keras' seeds are unsigned 32-bit integers
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: one line on stderr, exit status 2."""
+
+
+class TrainingDiverged(Exception):
+    """Training went wrong (NaN, exploded loss, collapsed codes): exit status 1."""
+
+
+def fail(message, status=2):
+    """Print a one-line error to stderr and exit; no traceback."""
+    prog = Path(sys.argv[0]).name or "error"
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+# What an interrupt leaves behind, in words: files.OutputSet updates it as it saves.
+interrupt_message = ["interrupted; nothing was saved, files from earlier runs were "
+                     "left as they were"]
+
+
+def _terminate(signum, frame):
+    # `kill` (SIGTERM) cleans up as Ctrl-C does, instead of dying mid-write.
+    raise KeyboardInterrupt
+
+
+def main_guard(main):
+    """Run ``main()``, turning expected failures into a one-line error."""
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except (ValueError, OSError):  # not the main thread, or no such signal here
+        pass
+    try:
+        try:
+            main()
+        finally:
+            # Flushed here rather than at exit, where a closed pipe could not be caught.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`, say): stop quietly, as a Unix tool does.
+        # Pointing stdout at /dev/null keeps Python's own last flush from complaining.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except UserError as error:
+        fail(str(error), status=2)
+    except TrainingDiverged as error:
+        fail(str(error), status=1)
+    except KeyboardInterrupt:
+        fail(interrupt_message[0], status=130)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but bad input gives one line (not usage + error) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# Option types: each turns a bad value into argparse's one-line error.
+
+def _number(text, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_int(text):
+    value = _number(text, int)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def seed(text):
+    value = _number(text, int)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, "
+                                         f"got {text}")
+    return value
+
+
+def path(text):
+    """A file or folder name: anything but empty (which would mean 'here', silently)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def check_output_dir(out_dir, option="--out-dir"):
+    """Fail early (before any work) if ``out_dir`` cannot be made and written."""
+    import tempfile
+
+    out_dir = Path(out_dir)
+    for parent in [out_dir, *out_dir.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{option} {out_dir}: {parent} exists and is not a "
+                            "directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as error:
+        raise UserError(f"{option} {out_dir}: cannot write there "
+                        f"({error.strerror or error})") from None
+
+
+def check_output_file(path, option="--output"):
+    """Fail early if the file ``path`` cannot be written (its folder is a file, ...)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a directory, expected a file name")
+    check_output_dir(path.parent, option=f"{option} {path}: folder")

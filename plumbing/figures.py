@@ -1,0 +1,106 @@
+"""The figures: rows of digits, code maps, a VAE's latent means and its manifold.
+
+Every function here returns a matplotlib figure; ``save_figure`` writes one as a PNG
+(atomically) and opens a window only when asked (``--show``).
+"""
+
+import numpy as np
+
+from plumbing import cli
+from plumbing.files import atomic_path
+
+IMAGE_SHAPE = (28, 28)
+
+
+def save_figure(fig, path, show=False):
+    """Write ``fig`` to ``path`` as PNG; a write that fails is a one-line error."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    except OSError as error:
+        raise cli.UserError(f"{path}: cannot write the figure "
+                            f"({error.strerror or error})") from None
+    if not show:
+        plt.close(fig)
+
+
+def use_window(show):
+    """Before any figure: a window only with --show; otherwise no display is needed."""
+    if not show:
+        import matplotlib
+
+        matplotlib.use("Agg")
+
+
+def show_figures(show):
+    if show:
+        import matplotlib.pyplot as plt
+
+        plt.show()
+
+
+def digit_rows(rows, title):
+    """One row of 28x28 grey digits per (label, images) pair: originals over
+    reconstructions, say."""
+    import matplotlib.pyplot as plt
+
+    columns = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), columns, squeeze=False,
+                             figsize=(1.6 * columns, 1.8 * len(rows)))
+    for (label, images), row in zip(rows, axes):
+        for ax, image in zip(row, images):
+            ax.imshow(np.reshape(image, IMAGE_SHAPE), cmap="gray", vmin=0, vmax=1)
+        for ax in row:
+            ax.set_axis_off()
+        row[0].set_title(label, loc="left", fontsize=11)
+    fig.suptitle(title)
+    return fig
+
+
+def code_maps(codes, title):
+    """Each image's (h, w, c) code as its c maps side by side, one row per image."""
+    import matplotlib.pyplot as plt
+
+    codes = np.asarray(codes)
+    n, h, w, c = codes.shape
+    tiles = codes.transpose(0, 1, 3, 2).reshape(n, h, c * w)  # the c maps side by side
+    fig, axes = plt.subplots(n, 1, figsize=(max(4, c * w / 4), 0.9 * n + 0.6))
+    for ax, tile in zip(np.atleast_1d(axes), tiles):
+        ax.imshow(tile, cmap="gray")
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def latent_scatter(z, labels, title):
+    """2-d codes, one colour per digit."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10")
+    for digit in range(10):
+        mask = labels == digit
+        ax.scatter(z[mask, 0], z[mask, 1], s=3, color=cmap(digit), label=str(digit))
+    ax.legend(title="digit", markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title)
+    return fig
+
+
+def digit_canvas(digits, extent, title):
+    """An (n, n, 28, 28) grid of digits as one picture, on axes spanning ``extent``
+    (x0, x1, y0, y1); row 0 is drawn at the top."""
+    import matplotlib.pyplot as plt
+
+    n = len(digits)
+    digits = np.reshape(digits, (n, n, *IMAGE_SHAPE))
+    canvas = digits.transpose(0, 2, 1, 3).reshape(n * IMAGE_SHAPE[0], n * IMAGE_SHAPE[1])
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, extent=extent)
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title)
+    return fig

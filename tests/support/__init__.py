@@ -1,0 +1,48 @@
+"""The tests' helpers: run a script of the collection as a user would.
+
+The helper scripts beside this file are run as subprocesses by the tests:
+``killed_write.py``, ``offline_run.py``, ``reload_check.py``, ``interrupt_save.py``.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SUPPORT = Path(__file__).resolve().parent
+BACKENDS = ["tensorflow", "jax", "torch"]
+
+
+def run_script(script, *args, backend="tensorflow", env=None, cwd=ROOT, timeout=600,
+               stdout=subprocess.PIPE):
+    """Run ``python SCRIPT ARGS`` as a subprocess; return the CompletedProcess.
+
+    ``script`` is relative to the repository root. Output is captured unless
+    ``stdout`` says where else it goes (a file descriptor).
+    """
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)],
+                          cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(result):
+    """The error a failed run printed: its whole stderr is exactly one line (no
+    traceback, and none of TensorFlow's start-up chatter either)."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def backend_available(name):
+    """Skip a test whose backend is not installed, except where REQUIRE_ALL_BACKENDS
+    is set (CI installs every backend, so a missing one fails there)."""
+    if importlib.util.find_spec(name) is not None:  # backend and package share a name
+        return
+    if os.environ.get("REQUIRE_ALL_BACKENDS"):
+        pytest.fail(f"the {name} backend is not installed")
+    pytest.skip(f"the {name} backend is not installed")

@@ -1,0 +1,61 @@
+"""Run a training script and interrupt it while it saves its outputs.
+
+``interrupt_save.py SIGNAL WHEN SCRIPT ARGS...`` runs SCRIPT as ``python SCRIPT
+ARGS`` would, but sends itself SIGNAL (INT, TERM or KILL) at one moment of the save:
+``WHEN`` is ``writing`` (the staging files are being written: just before the
+encoder is saved) or ``moving`` (after the first two files of the set were moved
+into place).
+"""
+
+import os
+import runpy
+import signal
+import sys
+from pathlib import Path
+
+root = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(root))
+
+from plumbing import files  # noqa: E402
+
+signum = getattr(signal, f"SIG{sys.argv[1]}")
+when = sys.argv[2]
+
+
+def interrupt():
+    os.kill(os.getpid(), signum)
+
+
+if when == "writing":
+    real_sha256 = files.sha256
+
+    def sha256_then_interrupt(path):
+        # commit() hashes the staged files first: the set is still being written.
+        interrupt()
+        return real_sha256(path)
+
+    files.sha256 = sha256_then_interrupt
+elif when == "moving":
+    real_finish_moves = files._finish_moves
+
+    def finish_moves_with_interrupt(staging):
+        real_replace, moved = os.replace, []
+
+        def replace_then_interrupt(src, dst):
+            real_replace(src, dst)
+            moved.append(dst)
+            if len(moved) == 2:
+                interrupt()
+
+        os.replace = replace_then_interrupt
+        try:
+            real_finish_moves(staging)
+        finally:
+            os.replace = real_replace
+
+    files._finish_moves = finish_moves_with_interrupt
+else:
+    sys.exit(f"unknown moment {when!r}")
+
+sys.argv = sys.argv[3:]
+runpy.run_path(str(root / sys.argv[0]), run_name="__main__")
