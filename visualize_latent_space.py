@@ -16,8 +16,8 @@ digit, and prints two numbers that say more than the colours.
 
 One file gives `<prefix>_tsne.png` beside it (`<prefix>_latent_2d.png` for the VAEs'
 2-D codes, which need no t-SNE), `--all` gives `all_latent_spaces.png`, `--html` a
-page to explore the map. The chores (the command line, safe loading, checks, the
-t-SNE cache) are in `plumbing/latent.py`.
+page to explore the map, `--projector DIR` files for TensorBoard. The chores (the
+command line, safe loading, checks, the t-SNE cache) are in `plumbing/latent.py`.
 """
 
 """
@@ -99,7 +99,7 @@ def knn_accuracy(features, labels, folds=5):
 
 
 def map_trustworthiness(rows, points, labels, seed):
-    """Trustworthiness of ``points`` (2-D) as a map of ``rows``, and how many it used."""
+    """Trustworthiness of ``points`` (2-D) as a map of ``rows``; how many it used."""
     keep = latent.stratified_subsample(labels, TRUST_MAX_POINTS, seed)
     if len(keep) <= 2 * NEIGHBOURS:
         return float("nan"), len(keep)
@@ -191,6 +191,7 @@ def main(argv=None):
     figures.use_window(args.show)
     models = [load(path, args) for path in latent.features_paths(args)]
     panels = []
+    # t-SNE's threads work in lock-step: one on a busy core holds up all the others.
     with threadpool_limits(limits=args.threads):
         for number, codes in enumerate(models, 1):
             latent.announce(codes, number, len(models))

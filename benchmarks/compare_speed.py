@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Each script's output prefix. The port trains with the batch size and optimizer of
-# the script's TUTORIAL recipe, as the original code did. Our scripts run at their
+# the script's "tutorial" recipe, as the original code did. Our scripts run at their
 # own defaults: tuned optimizers and learning rates, which do not change the time per
 # epoch, and for the deep model batches of 64, four times the port's steps per epoch.
 SCRIPTS = {
@@ -51,11 +51,12 @@ SCRIPTS = {
 
 def port_seconds_per_epoch(script, data, epochs, limit=None):
     """Train SCRIPT's model the line-by-line-port way; return seconds per epoch."""
-    import common  # noqa: F401  (quiet TensorFlow start-up, as in the scripts)
+    from plumbing import training  # noqa: F401  (quiet TensorFlow start-up)
     import keras
 
     module = importlib.import_module(script)
-    batch_size, optimizer = module.TUTORIAL.batch_size, module.TUTORIAL.optimizer
+    tutorial = module.RECIPES["tutorial"]
+    batch_size, optimizer = tutorial["batch_size"], tutorial["optimizer"]
     with np.load(data) as npz:
         x_train = npz["x_train"][:limit].astype("float64") / 255.0
         x_test = npz["x_test"][:limit].astype("float64") / 255.0

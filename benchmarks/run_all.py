@@ -51,7 +51,8 @@ def train(data, out_dir, only):
 
 
 def collect(out_dir):
-    from visualize_latent_space import knn_accuracy, load_array
+    from plumbing.latent import load_array
+    from visualize_latent_space import knn_accuracy
 
     rows = []
     for prefix, command, code, tutorial, target in MODELS:
@@ -134,13 +135,13 @@ def main():
     if not rows:
         parser.exit(2, f"run_all.py: error: no metrics files in {out_dir}\n")
 
-    import common
+    from plumbing import files
 
     results = Path(args.results)
-    common.save_json({"models": rows, "cpu_count": os.cpu_count()},
-                     results / "results.json")
+    files.save_json({"models": rows, "cpu_count": os.cpu_count()},
+                    results / "results.json")
     table = markdown(rows)
-    with common.atomic_path(results / "results.md") as tmp:
+    with files.atomic_path(results / "results.md") as tmp:
         tmp.write_text(table)
     print(table)
 

@@ -157,16 +157,16 @@ def _finish_moves(staging):
 
 
 def recover(out_dir, prefix):
-    """Tidy what runs killed outright (SIGKILL, power loss) left for ``prefix``.
+    """Tidy what runs killed outright (SIGKILL, power loss) left in ``out_dir``.
 
     A staging folder with a journal is finished (its set was complete); one without
-    is discarded; so are stray temporary files of interrupted single-file writes.
-    Folders of runs still alive are left to them.
+    is discarded; so are stray temporary files of interrupted single-file writes of
+    ``prefix``. Folders of runs still alive are left to them.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return
-    for staging in out_dir.glob(f".{prefix}.saving-*"):
+    for staging in out_dir.glob(".*.saving-*"):
         pid = staging.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
             continue
@@ -199,7 +199,7 @@ def set_problem(path, out_dir, prefix, record="metrics.json"):
     out_dir, path = Path(out_dir), Path(path)
     if any(out_dir.glob(f".{prefix}.saving-*/{JOURNAL}")):
         return (f"a run saving {prefix}_* files in {out_dir}/ was interrupted; run "
-                "the training script again (or any script writing there) to finish")
+                "any training script with that --out-dir to finish the set")
     try:
         files = json.loads((out_dir / f"{prefix}_{record}").read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -120,9 +120,9 @@ def make_parser():
                              "page to pan, zoom and see each dot's digit (default: "
                              "off).")
     parser.add_argument("--projector", metavar="DIR", type=cli.path,
-                        help="Also write the codes into DIR for TensorBoard's Embedding "
-                             "Projector, one folder per model with --all (default: "
-                             "off).")
+                        help="Also write the codes into DIR for TensorBoard's "
+                             "Embedding Projector, one folder per model with --all "
+                             "(default: off).")
     parser.add_argument("--show", action="store_true",
                         help="Also open the figure in a window; it is always saved "
                              "(default: off).")
@@ -391,28 +391,10 @@ class Codes:
                               len(features), self.path)
         self.labels_sha256 = hashlib.sha256(data).hexdigest()
 
-        used = [self.path, labels_path]
-        self.images = self.decoder = None
-        if args.html or args.projector:
-            images_path = self.path.with_name(f"{self.prefix}_images.pickle")
-            if images_path.exists():
-                self.images = check_images(load_pickle(images_path), images_path,
-                                           len(features))
-                used.append(images_path)
-            else:
-                shown = "page" if args.html else "projector"
-                print(f"No {images_path.name} beside the features (an older training "
-                      f"run): the {shown} shows no digit images; retrain to get them")
         self.dims = int(np.prod(features.shape[1:]))
-        if args.html and self.dims == 2:
-            decoder = self.path.with_name(f"{self.prefix}_decoder.keras")
-            if decoder.exists():
-                self.decoder = decoder
-                used.append(decoder)
-            else:
-                print(f"No {decoder.name} beside the features: the page shows no plane "
-                      "of decoded digits")
-        for path in used:
+        self.images = self.decoder = None
+        extras = self.explorer_files(args, len(features))
+        for path in [self.path, labels_path, *extras]:
             check_same_run(path, self.prefix)
 
         self.count = len(features)
@@ -420,6 +402,35 @@ class Codes:
         self.features, self.labels = features[keep], labels[keep]
         if self.images is not None:
             self.images = self.images[keep]
+
+    def explorer_files(self, args, count):
+        """Load what --html and --projector show beside the map; return their paths.
+
+        The test images, when the training run saved them; for the page of 2-D
+        codes, the decoder that draws the latent plane.
+        """
+        found = []
+        if args.html or args.projector:
+            images_path = self.path.with_name(f"{self.prefix}_images.pickle")
+            if images_path.exists():
+                self.images = check_images(load_pickle(images_path), images_path,
+                                           count)
+                found.append(images_path)
+            else:
+                shown = " and the ".join(name for name, wanted in (
+                    ("page", args.html), ("projector files", args.projector)) if wanted)
+                print(f"No {images_path.name} beside the features (an older training "
+                      f"run): the {shown} will have no digit images; retrain to get "
+                      "them")
+        if args.html and self.dims == 2:
+            decoder = self.path.with_name(f"{self.prefix}_decoder.keras")
+            if decoder.exists():
+                self.decoder = decoder
+                found.append(decoder)
+            else:
+                print(f"No {decoder.name} beside the features: the page shows no plane "
+                      "of decoded digits")
+        return found
 
     def describe(self):
         """The shape of one code, e.g. '32-d' or '4x4x8 = 128-d'."""
@@ -444,25 +455,26 @@ def check_mappable(codes, perplexity, neighbours):
     """
     where, rows = f"{codes.path}: ", codes.rows
     distinct = len(np.unique(rows, axis=0))
-    among = f"only {distinct:,} distinct codes among {len(rows):,}"
     if distinct == 1:
         raise cli.UserError(where + f"all {len(rows):,} codes are identical (every "
                             "feature is constant): there is nothing to map; did the "
                             "model collapse?")
     if distinct <= neighbours:
-        raise cli.UserError(where + f"{among}: a vote of {neighbours} nearest neighbours "
+        raise cli.UserError(where + f"only {distinct:,} distinct codes among "
+                            f"{len(rows):,}: a vote of {neighbours} nearest neighbours "
                             f"needs at least {neighbours + 1}; did the model collapse?")
     if codes.dims != 2 and distinct <= perplexity:
+        of = "" if distinct == len(rows) else f" (of {len(rows):,})"
         raise cli.UserError(where + f"--perplexity {perplexity:g} needs more than "
                             f"{perplexity:g} distinct codes, there are {distinct:,}"
-                            + ("" if distinct == len(rows) else f" (of {len(rows):,})")
-                            + "; lower --perplexity")
+                            f"{of}; lower --perplexity")
     spread = float(np.sqrt(np.mean(np.var(rows, axis=0, dtype=np.float64))))
     low, high = SPREAD_RANGE
     if spread < low:
-        raise cli.UserError(where + f"the codes hardly differ (they spread {spread:.1e} "
-                            f"about their mean, under {low:g}): too little to measure "
-                            "distances in float32; did the model collapse?")
+        raise cli.UserError(where + f"the codes hardly differ (they spread "
+                            f"{spread:.1e} about their mean, under {low:g}): too "
+                            "little to measure distances in float32; did the model "
+                            "collapse?")
     if spread > high:
         raise cli.UserError(where + f"the codes spread {spread:.1e} about their mean, "
                             f"over {high:g}: too far to measure distances in float32; "
@@ -673,7 +685,8 @@ def explore(codes, points, quality, args, neighbours):
     from plumbing import explorer  # only here: the page's VAE plane imports Keras
 
     if args.html:
-        folder = Path(args.all) if args.all is not None else png_path(args, codes).parent
+        # Beside the PNG; with --all, beside each model's features.
+        folder = png_path(args, codes).parent if args.all is None else Path(args.all)
         page = folder / f"{codes.prefix}_explorer.html"
         if codes.dims == 2:
             how = "codes plotted as they are"
@@ -681,8 +694,8 @@ def explore(codes, points, quality, args, neighbours):
             how = (f"t-SNE: perplexity {args.perplexity:g}, {args.max_iter} "
                    f"iterations, seed {args.seed}")
         caption = [f"{codes.name}: {len(codes.labels):,} test codes "
-                   f"({codes.describe()})", *figures_in_words(codes, quality, neighbours),
-                   how]
+                   f"({codes.describe()})",
+                   *figures_in_words(codes, quality, neighbours), how]
         plane = None
         if codes.decoder:
             print(f"Decoding the latent plane with {codes.decoder.name}")
@@ -704,7 +717,7 @@ def explore(codes, points, quality, args, neighbours):
 
 @contextlib.contextmanager
 def writing(path):
-    """A write into ``path`` that fails (disk full, no permission) is a one-line error."""
+    """A write into ``path`` that fails (a full disk, say) is a one-line error."""
     try:
         yield
     except OSError as error:

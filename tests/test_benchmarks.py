@@ -4,7 +4,7 @@ they are run by hand, not here.)"""
 
 import json
 
-from conftest import one_line_error, run_script
+from support import one_line_error, run_script
 
 
 def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):

@@ -1,9 +1,10 @@
 """Tests of visualize_latent_space.py on small, real files made in each test.
 
-The key command-line behaviours (a PNG written, a malicious pickle refused, a one-line
-error without traceback) are tested by running the script as a subprocess. The many
-other cases call the same ``main`` in this process through ``common.main_guard``, as
-the script does, which is much faster (no interpreter start per case).
+The key command-line behaviours (a PNG written, bad input and degenerate codes
+refused with a one-line error, no deep-learning backend imported) are tested by
+running the script as a subprocess. The many other cases call the same ``main`` in
+this process through ``cli.main_guard``, as the script does, which is much faster
+(no interpreter start per case).
 """
 
 import hashlib
@@ -13,17 +14,17 @@ import pickle
 import re
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import ROOT, one_line_error, run_script
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "visualize_latent_space.py"
-sys.path.insert(0, str(REPO))
-
-import common  # noqa: E402
-import visualize_latent_space as vls  # noqa: E402
+import plumbing
+import visualize_latent_space as vls
+from plumbing import cli, latent
 
 # Few points and the fewest t-SNE iterations scikit-learn allows keep every run short.
 FAST = ["--max-iter", "250"]
@@ -56,18 +57,26 @@ def write_pair(directory, prefix, features, labels):
 
 def visualize(*args):
     """The script in a subprocess, as a user runs it."""
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return run_script("visualize_latent_space.py", *args, timeout=120)
+
+
+def visualize_after(setup, *args):
+    """The script in a subprocess, after the Python code ``setup`` has run."""
+    code = (f"{setup}\nimport runpy, sys\nsys.argv = sys.argv[1:]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code, "visualize_latent_space.py",
+                           *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
 
 
 @pytest.fixture
-def cli(capsys):
+def in_process(capsys):
     """The script's main() in this process, with the script's error handling."""
 
     def call(*args):
         capsys.readouterr()
         try:
-            common.main_guard(lambda: vls.main([str(arg) for arg in args]))
+            cli.main_guard(lambda: vls.main([str(arg) for arg in args]))
             code = 0
         except SystemExit as exit:
             code = exit.code
@@ -79,11 +88,15 @@ def cli(capsys):
 
 def assert_one_line_error(result, *fragments):
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    line = one_line_error(result)
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in line, line
+
+
+def snapshot(directory):
+    """Every file below ``directory`` and its bytes, to compare before and after."""
+    return {path: path.read_bytes() for path in Path(directory).rglob("*")
+            if path.is_file()}
 
 
 def quality_from(stdout):
@@ -114,16 +127,16 @@ def test_single_file_writes_png_cache_and_quality_figures(tmp_path):
     record = json.loads((tmp_path / "deep_autoe_tsne.json").read_text())
     assert record["settings"]["max_iter"] == 250
     assert record["features_sha256"] == sha256(path)
-    points = vls.load_pickle(tmp_path / "deep_autoe_tsne.pickle")
+    points = latent.load_pickle(tmp_path / "deep_autoe_tsne.pickle")
     assert points.shape == (300, 2) and points.dtype == np.float32
 
 
-def test_wide_features_are_flattened_and_named(tmp_path, cli):
+def test_wide_features_are_flattened_and_named(tmp_path, in_process):
     features, labels = digit_codes(dims=2 * 2 * 4)
     path = write_pair(tmp_path, "conv_autoe", features.reshape(-1, 2, 2, 4), labels)
     output = tmp_path / "elsewhere" / "map.png"
 
-    result = cli(path, "--output", output, *FAST)
+    result = in_process(path, "--output", output, *FAST)
 
     assert result.returncode == 0, result.stderr
     assert "2x2x4 = 16-d" in result.stdout
@@ -131,11 +144,11 @@ def test_wide_features_are_flattened_and_named(tmp_path, cli):
     assert float(quality_from(result.stdout)[0]) > 0.5
 
 
-def test_2d_features_are_plotted_without_tsne(tmp_path, cli):
+def test_2d_features_are_plotted_without_tsne(tmp_path, in_process):
     features, labels = digit_codes(dims=2)
     path = write_pair(tmp_path, "variational_autoe", features, labels)
 
-    result = cli(path)
+    result = in_process(path)
 
     assert result.returncode == 0, result.stderr
     assert "t-SNE of" not in result.stdout
@@ -146,13 +159,14 @@ def test_2d_features_are_plotted_without_tsne(tmp_path, cli):
     assert not (tmp_path / "variational_autoe_latent.png").exists()
 
 
-def test_labels_flag_for_files_with_other_names(tmp_path, cli):
+def test_labels_flag_for_files_with_other_names(tmp_path, in_process):
     features, labels = digit_codes(dims=2)
     write_pickle(features, tmp_path / "codes.pickle")
     write_pickle(labels, tmp_path / "digits.pickle")
 
-    without = cli(tmp_path / "codes.pickle")
-    with_labels = cli(tmp_path / "codes.pickle", "--labels", tmp_path / "digits.pickle")
+    without = in_process(tmp_path / "codes.pickle")
+    with_labels = in_process(tmp_path / "codes.pickle", "--labels",
+                             tmp_path / "digits.pickle")
 
     assert_one_line_error(without, "codes.pickle", "--labels")
     assert with_labels.returncode == 0, with_labels.stderr
@@ -207,7 +221,8 @@ BAD_CASES = list(bad_features(Path("/unused")))
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_is_one_line_error_and_nothing_is_overwritten(tmp_path, cli, case):
+def test_bad_input_is_one_line_error_and_nothing_is_overwritten(tmp_path, in_process,
+                                                              case):
     features_bytes, labels_bytes, words = bad_features(tmp_path)[case]
     (tmp_path / "deep_autoe_features.pickle").write_bytes(features_bytes)
     (tmp_path / "deep_autoe_labels.pickle").write_bytes(labels_bytes)
@@ -217,7 +232,7 @@ def test_bad_input_is_one_line_error_and_nothing_is_overwritten(tmp_path, cli, c
     for name, content in earlier.items():
         (tmp_path / name).write_bytes(content)
 
-    result = cli(tmp_path / "deep_autoe_features.pickle", *FAST)
+    result = in_process(tmp_path / "deep_autoe_features.pickle", *FAST)
 
     culprit = "labels" if "labels" in case else "features"
     assert_one_line_error(result, f"deep_autoe_{culprit}.pickle", words)
@@ -226,13 +241,13 @@ def test_bad_input_is_one_line_error_and_nothing_is_overwritten(tmp_path, cli, c
     assert not (tmp_path / "MARKER").exists()
 
 
-def test_missing_files_are_named(tmp_path, cli):
+def test_missing_files_are_named(tmp_path, in_process):
     features, labels = digit_codes(n=50)
     write_pickle(features, tmp_path / "deep_autoe_features.pickle")
 
     no_features = visualize(tmp_path / "simple_autoe_features.pickle")  # a process
-    no_labels = cli(tmp_path / "deep_autoe_features.pickle")
-    directory = cli(tmp_path)
+    no_labels = in_process(tmp_path / "deep_autoe_features.pickle")
+    directory = in_process(tmp_path)
 
     assert_one_line_error(no_features, "simple_autoe_features.pickle", "no such file")
     assert_one_line_error(no_labels, "deep_autoe_labels.pickle", "no such file",
@@ -255,13 +270,13 @@ def test_malicious_pickle_is_refused_and_its_code_never_runs(tmp_path):
     assert marker.exists()
 
 
-def test_bad_command_lines(tmp_path, cli):
+def test_bad_command_lines(tmp_path, in_process):
     features_path = write_pair(tmp_path, "deep_autoe", *digit_codes(n=50))
 
-    nothing = cli()
-    both = cli(features_path, "--all", tmp_path)
-    too_few_iterations = cli(features_path, "--max-iter", "100")
-    too_high_perplexity = cli(features_path, "--perplexity", "80", *FAST)
+    nothing = in_process()
+    both = in_process(features_path, "--all", tmp_path)
+    too_few_iterations = in_process(features_path, "--max-iter", "100")
+    too_high_perplexity = in_process(features_path, "--perplexity", "80", *FAST)
 
     assert_one_line_error(nothing, "FEATURES", "--all")
     assert_one_line_error(both, "FEATURES", "--all")
@@ -275,7 +290,8 @@ def test_help_shows_every_flag_with_its_default():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     for flag in ("--all", "--labels", "--output", "--perplexity", "--max-iter",
-                 "--seed", "--max-points", "--threads", "--no-cache", "--show"):
+                 "--seed", "--max-points", "--threads", "--no-cache", "--html",
+                 "--projector", "--show"):
         assert flag in text
     for default in ("(default: 30.0)", "(default: 500)", "(default: 1337)"):
         assert default in text
@@ -290,9 +306,9 @@ def test_help_shows_every_flag_with_its_default():
 def test_safe_loader_reads_arrays_of_every_protocol(tmp_path, protocol):
     features = digit_codes(n=20)[0].reshape(20, 2, 2, 2)
     path = write_pickle(features, tmp_path / "f.pickle", protocol)
-    loaded = vls.load_pickle(path)
+    loaded = latent.load_pickle(path)
     assert loaded.dtype == np.float32 and np.array_equal(loaded, features)
-    assert vls.load_pickle(write_pickle([1, 2.5, (3,)], tmp_path / "l.pickle",
+    assert latent.load_pickle(write_pickle([1, 2.5, (3,)], tmp_path / "l.pickle",
                                         protocol)) == [1, 2.5, (3,)]
 
 
@@ -303,17 +319,17 @@ def test_safe_loader_reads_files_written_under_numpy_1(tmp_path):
     assert old != data
     path = tmp_path / "old.pickle"
     path.write_bytes(old)
-    assert np.array_equal(vls.load_pickle(path), np.arange(4))
+    assert np.array_equal(latent.load_pickle(path), np.arange(4))
 
 
 def test_load_array_for_other_scripts(tmp_path):
     labels = digit_codes(n=20)[1]
-    assert np.array_equal(vls.load_array(write_pickle(labels, tmp_path / "l.pickle")),
-                          labels)
-    with pytest.raises(common.UserError, match="contains a dict"):
-        vls.load_array(write_pickle({"labels": labels}, tmp_path / "d.pickle"))
-    with pytest.raises(common.UserError, match="refused"):
-        vls.load_array(write_pickle(Payload(tmp_path / "MARKER"),
+    path = write_pickle(labels, tmp_path / "l.pickle")
+    assert np.array_equal(latent.load_array(path), labels)
+    with pytest.raises(cli.UserError, match="contains a dict"):
+        latent.load_array(write_pickle({"labels": labels}, tmp_path / "d.pickle"))
+    with pytest.raises(cli.UserError, match="refused"):
+        latent.load_array(write_pickle(Payload(tmp_path / "MARKER"),
                                     tmp_path / "e.pickle"))
     assert not (tmp_path / "MARKER").exists()
 
@@ -322,8 +338,8 @@ def test_safe_loader_refuses_other_classes(tmp_path):
     from collections import OrderedDict
 
     path = write_pickle(OrderedDict(a=np.zeros(3)), tmp_path / "odict.pickle")
-    with pytest.raises(common.UserError, match="collections.OrderedDict"):
-        vls.load_pickle(path)
+    with pytest.raises(cli.UserError, match="collections.OrderedDict"):
+        latent.load_pickle(path)
 
 
 # ---------------------------------------------------------------------------------
@@ -334,7 +350,7 @@ def test_safe_loader_refuses_other_classes(tmp_path):
 def tsne_run(path, *args):
     """Run main() in this process; return the t-SNE map it cached."""
     vls.main([str(path), *FAST, "--threads", "1", *map(str, args)])
-    points = vls.load_pickle(path.with_name(path.name.replace("features", "tsne")))
+    points = latent.load_pickle(path.with_name(path.name.replace("features", "tsne")))
     return points
 
 
@@ -394,10 +410,10 @@ def test_new_labels_or_a_tampered_cache_are_not_trusted(tmp_path, capsys):
 
 def test_same_seed_same_picture(tmp_path):
     features, _ = digit_codes()
-    settings = vls.tsne_settings(vls.make_parser().parse_args([*FAST, "--seed", "7"]))
+    args = latent.parse_args(["--all", str(tmp_path), *FAST, "--seed", "7"])
     with vls.threadpool_limits(limits=1):
-        a = vls.run_tsne(features, settings)
-        b = vls.run_tsne(features, settings)
+        a = vls.run_tsne(features, args)
+        b = vls.run_tsne(features, args)
     assert a.shape == (300, 2) and np.array_equal(a, b)
 
 
@@ -411,10 +427,10 @@ def test_max_points_plots_a_stratified_sample(tmp_path, capsys):
     assert "a stratified sample of 100 of 300 codes" in out
     assert "5-fold CV on 100 test digits" in out and "100 points" in out
     assert points.shape == (100, 2)
-    keep = vls.stratified_subsample(labels, 100, 1337)
+    keep = latent.stratified_subsample(labels, 100, 1337)
     assert np.array_equal(np.bincount(labels[keep]), np.full(10, 10))
-    assert not np.array_equal(keep, vls.stratified_subsample(labels, 100, 1338))
-    assert np.array_equal(vls.stratified_subsample(labels, 500, 0), np.arange(300))
+    assert not np.array_equal(keep, latent.stratified_subsample(labels, 100, 1338))
+    assert np.array_equal(latent.stratified_subsample(labels, 500, 0), np.arange(300))
 
 
 # ---------------------------------------------------------------------------------
@@ -437,14 +453,14 @@ def test_knn_accuracy_sees_structure_and_flattens():
 # ---------------------------------------------------------------------------------
 
 
-def test_all_draws_one_panel_per_model_in_a_fixed_order(tmp_path, cli):
+def test_all_draws_one_panel_per_model_in_a_fixed_order(tmp_path, in_process):
     write_pair(tmp_path, "zeta_model", *digit_codes(seed=5))
     write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2, seed=1))
     conv, labels = digit_codes(dims=8, seed=2)
     write_pair(tmp_path, "conv_autoe", conv.reshape(-1, 2, 2, 2), labels)
     write_pair(tmp_path, "alpha_model", *digit_codes(seed=4))
     simple = write_pair(tmp_path, "simple_autoe", *digit_codes(seed=3))
-    assert cli(simple, *FAST).returncode == 0  # its t-SNE is then cached
+    assert in_process(simple, *FAST).returncode == 0  # its t-SNE is then cached
 
     result = visualize("--all", tmp_path, *FAST)
 
@@ -462,13 +478,13 @@ def test_all_draws_one_panel_per_model_in_a_fixed_order(tmp_path, cli):
         assert float(row[3]) > 0.5  # kNN accuracy; chance is about 0.1
 
 
-def test_all_directory_problems(tmp_path, cli, monkeypatch):
+def test_all_directory_problems(tmp_path, in_process, monkeypatch):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not a directory")
 
-    missing = cli("--all", tmp_path / "nowhere")
-    empty = cli("--all", tmp_path / "empty")
-    a_file = cli("--all", tmp_path / "notes.txt")
+    missing = in_process("--all", tmp_path / "nowhere")
+    empty = in_process("--all", tmp_path / "empty")
+    a_file = in_process("--all", tmp_path / "notes.txt")
 
     assert_one_line_error(missing, "nowhere", "no such directory")
     assert_one_line_error(empty, "empty", "no *_features.pickle files")
@@ -479,16 +495,421 @@ def test_all_directory_problems(tmp_path, cli, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(Path, "iterdir", refuse)
-    with pytest.raises(common.UserError, match="cannot read it .Permission denied"):
+    with pytest.raises(cli.UserError, match="cannot read it .Permission denied"):
         vls.main(["--all", str(tmp_path / "empty")])
 
 
-def test_all_checks_every_file_before_any_work(tmp_path, cli):
+def test_all_checks_every_file_before_any_work(tmp_path, in_process):
     write_pair(tmp_path, "simple_autoe", *digit_codes())
     (tmp_path / "deep_autoe_features.pickle").write_bytes(b"not a pickle")
 
-    result = cli("--all", tmp_path, *FAST)
+    result = in_process("--all", tmp_path, *FAST)
 
     assert_one_line_error(result, "deep_autoe_features.pickle", "not a pickled")
     assert "t-SNE" not in result.stdout
     assert not (tmp_path / "all_latent_spaces.png").exists()
+
+
+# ---------------------------------------------------------------------------------
+# Degenerate codes: refused with one line, never a crash
+# ---------------------------------------------------------------------------------
+
+
+def degenerate_codes():
+    """name -> (features, prefix, words the error must contain), for 300 codes."""
+    rng = np.random.default_rng(0)
+    spread = rng.normal(size=(300, 8)).astype(np.float32)
+    return {
+        "all zeros": (np.zeros((300, 8), np.float32), "deep_autoe", "identical"),
+        "all rows equal": (np.tile(np.arange(8, dtype=np.float32), (300, 1)),
+                           "deep_autoe", "identical"),
+        "four distinct codes": (np.repeat(spread[:4], 75, axis=0), "deep_autoe",
+                                "only 4 distinct codes among 300"),
+        "fewer distinct codes than the perplexity": (
+            np.repeat(spread[:20], 15, axis=0), "deep_autoe",
+            "--perplexity 30 needs more than 30 distinct codes, there are 20"),
+        "spread too small for float32": (spread * np.float32(1e-30), "deep_autoe",
+                                         "hardly differ"),
+        "spread too large for float32": (spread * np.float32(1e30), "deep_autoe",
+                                         "too far"),
+        "2-d codes all equal": (np.ones((300, 2), np.float32), "variational_autoe",
+                                "identical"),
+    }
+
+
+@pytest.mark.parametrize("case", list(degenerate_codes()))
+def test_degenerate_features_are_refused_not_crashed_on(tmp_path, case):
+    # scikit-learn's t-SNE dies with a segmentation fault on constant codes and on
+    # codes spread too little for float32: the script must refuse them first.
+    features, prefix, words = degenerate_codes()[case]
+    path = write_pair(tmp_path, prefix, features, digit_codes()[1])
+    before = snapshot(tmp_path)
+
+    result = visualize(path, *FAST)
+
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert_one_line_error(result, f"{prefix}_features.pickle", words)
+    assert "t-SNE of" not in result.stdout
+    assert snapshot(tmp_path) == before
+
+
+def test_all_refuses_degenerate_features_before_any_work(tmp_path):
+    write_pair(tmp_path, "simple_autoe", *digit_codes())
+    write_pair(tmp_path, "deep_autoe", np.zeros((300, 8), np.float32),
+               digit_codes()[1])
+    before = snapshot(tmp_path)
+
+    result = visualize("--all", tmp_path, *FAST)
+
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert_one_line_error(result, "deep_autoe_features.pickle", "identical")
+    assert "t-SNE" not in result.stdout
+    assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------
+# Options: every one checked before any work
+# ---------------------------------------------------------------------------------
+
+BAD_OPTIONS = {
+    "negative seed": (["--seed", "-1"], "--seed"),
+    "seed above 2**32-1": (["--seed", str(2**32)], "--seed"),
+    "fractional seed": (["--seed", "1.5"], "--seed"),
+    "zero perplexity": (["--perplexity", "0"], "--perplexity"),
+    "negative perplexity": (["--perplexity", "-3"], "--perplexity"),
+    "NaN perplexity": (["--perplexity", "nan"], "--perplexity"),
+    "infinite perplexity": (["--perplexity", "inf"], "--perplexity"),
+    "zero iterations": (["--max-iter", "0"], "--max-iter"),
+    "too few iterations": (["--max-iter", "100"], "--max-iter"),
+    "iterations in words": (["--max-iter", "many"], "--max-iter"),
+    "zero points": (["--max-points", "0"], "--max-points"),
+    "negative points": (["--max-points", "-5"], "--max-points"),
+    "zero threads": (["--threads", "0"], "--threads"),
+    "threads in words": (["--threads", "two"], "--threads"),
+    "empty --output": (["--output", ""], "--output"),
+    "empty --labels": (["--labels", ""], "--labels"),
+    "empty --projector": (["--projector", ""], "--projector"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_options_are_one_line_errors(tmp_path, case):
+    options, option = BAD_OPTIONS[case]
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    before = snapshot(tmp_path)
+
+    result = visualize(path, *options)
+
+    assert_one_line_error(result, option)
+    assert snapshot(tmp_path) == before
+
+
+def test_empty_paths_are_one_line_errors(tmp_path):
+    empty_features = visualize("", *FAST)
+    empty_all = visualize("--all", "", *FAST)
+    assert_one_line_error(empty_features, "FEATURES", "must not be empty")
+    assert_one_line_error(empty_all, "--all", "must not be empty")
+
+
+def test_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    before = snapshot(tmp_path)
+
+    result = visualize(path, "--output", tmp_path / "notes.txt" / "map.png", *FAST)
+
+    assert_one_line_error(result, "--output", "notes.txt", "not a directory")
+    assert "t-SNE" not in result.stdout
+    assert snapshot(tmp_path) == before
+
+
+def test_projector_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    before = snapshot(tmp_path)
+
+    result = visualize(path, "--projector", tmp_path / "notes.txt", *FAST)
+
+    assert_one_line_error(result, "--projector", "notes.txt", "not a directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_unwritable_output_is_one_line_error(tmp_path):
+    path = write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+    png = tmp_path / "variational_autoe_latent_2d.png"
+    png.write_bytes(b"the figure of an earlier run")
+
+    # Where nothing can be written: found before any work.
+    nowhere = visualize(path, "--output", "/proc/map.png")
+    # A write that fails once the figure is drawn (a full disk, say).
+    disk_full = visualize_after(
+        "import plumbing.figures\n"
+        "def full(path):\n"
+        "    raise OSError(28, 'No space left on device')\n"
+        "plumbing.figures.atomic_path = full", path)
+
+    assert_one_line_error(nowhere, "--output /proc/map.png", "cannot write")
+    assert_one_line_error(disk_full, str(png), "No space left on device")
+    assert png.read_bytes() == b"the figure of an earlier run"
+
+
+# ---------------------------------------------------------------------------------
+# Files from different runs
+# ---------------------------------------------------------------------------------
+
+
+def write_record(directory, prefix, names, wrong=()):
+    """The training run's <prefix>_metrics.json, with the sha256 of each file of
+    ``names`` (of another run for those in ``wrong``)."""
+    hashes = {name: "0" * 64 if name in wrong else sha256(directory / name)
+              for name in names}
+    (directory / f"{prefix}_metrics.json").write_text(json.dumps({"files": hashes}))
+
+
+def test_files_from_different_runs_are_refused(tmp_path, in_process):
+    features, labels = digit_codes()
+    path = write_pair(tmp_path, "deep_autoe", features, labels)
+    names = ["deep_autoe_features.pickle", "deep_autoe_labels.pickle"]
+    write_record(tmp_path, "deep_autoe", names, wrong=["deep_autoe_labels.pickle"])
+    before = snapshot(tmp_path)
+
+    single = visualize(path, *FAST)
+    every = in_process("--all", tmp_path, *FAST)
+
+    for result in (single, every):
+        assert_one_line_error(result, "deep_autoe_labels.pickle",
+                              "deep_autoe_metrics.json", "different runs")
+    assert "t-SNE" not in single.stdout + every.stdout
+    assert snapshot(tmp_path) == before
+
+    write_record(tmp_path, "deep_autoe", names)  # the set belongs together
+    assert in_process(path, *FAST).returncode == 0
+
+
+def test_old_folders_without_a_files_record_still_plot(tmp_path, in_process):
+    path = write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+    (tmp_path / "variational_autoe_metrics.json").write_text('{"test_loss": 150.0}')
+
+    result = in_process(path)
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "variational_autoe_latent_2d.png").exists()
+
+
+# ---------------------------------------------------------------------------------
+# --html and --projector: wired to plumbing.explorer (a stand-in here)
+# ---------------------------------------------------------------------------------
+
+
+def digit_images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+
+
+@pytest.fixture
+def explorer(monkeypatch):
+    """A stand-in for plumbing.explorer that records its calls (and writes a page)."""
+    calls = []
+    stub = types.ModuleType("plumbing.explorer")
+
+    def write_page(path, **kwargs):
+        calls.append(("write_page", Path(path), kwargs))
+        Path(path).write_text("<html></html>")
+
+    def decode_plane(decoder_path, points):
+        calls.append(("decode_plane", Path(decoder_path), {"points": points}))
+        return "the plane"
+
+    def write_projector(directory, **kwargs):
+        calls.append(("write_projector", Path(directory), kwargs))
+
+    stub.write_page, stub.decode_plane = write_page, decode_plane
+    stub.write_projector = write_projector
+    monkeypatch.setitem(sys.modules, "plumbing.explorer", stub)
+    monkeypatch.setattr(plumbing, "explorer", stub, raising=False)
+    return calls
+
+
+def test_html_and_projector_get_the_map_codes_and_images(tmp_path, in_process,
+                                                         explorer):
+    features, labels = digit_codes()
+    images = digit_images(300)
+    conv = write_pair(tmp_path, "conv_autoe", features.reshape(-1, 2, 2, 2), labels)
+    write_pickle(images, tmp_path / "conv_autoe_images.pickle")
+    out = tmp_path / "figures" / "map.png"
+
+    result = in_process(conv, "--html", "--projector", tmp_path / "projector",
+                        "--output", out, "--max-points", "100", *FAST)
+
+    assert result.returncode == 0, result.stderr
+    (page_call, page, page_args), (projector_call, folder, projector_args) = explorer
+    assert (page_call, page) == ("write_page", tmp_path / "figures" /
+                                 "conv_autoe_explorer.html")
+    keep = latent.stratified_subsample(labels, 100, 1337)
+    cached = latent.load_pickle(tmp_path / "conv_autoe_tsne.pickle")
+    assert np.array_equal(page_args["points"], cached)  # the PNG's map
+    assert page_args["points"].dtype == np.float32
+    assert page_args["labels"].dtype == np.int64
+    assert np.array_equal(page_args["labels"], labels[keep])
+    assert np.array_equal(page_args["images"], images[keep])
+    assert page_args["plane"] is None
+    caption = " ".join(page_args["caption"])
+    assert "Convolutional autoencoder" in caption and "5-NN accuracy" in caption
+    assert "trustworthiness" in caption and "perplexity 30" in caption
+    assert (projector_call, folder) == ("write_projector", tmp_path / "projector")
+    assert projector_args["codes"].shape == (100, 8)
+    assert projector_args["codes"].dtype == np.float32
+    assert np.array_equal(projector_args["images"], images[keep])
+    assert (tmp_path / "figures" / "conv_autoe_explorer.html").exists()
+
+
+def test_html_of_2d_codes_decodes_the_plane_when_a_decoder_is_there(
+        tmp_path, in_process, explorer):
+    path = write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+    write_pickle(digit_images(300), tmp_path / "variational_autoe_images.pickle")
+
+    without = in_process(path, "--html")
+    (tmp_path / "variational_autoe_decoder.keras").write_bytes(b"a saved decoder")
+    with_decoder = in_process(path, "--html")
+
+    assert without.returncode == 0 and with_decoder.returncode == 0
+    assert "no plane of decoded digits" in without.stdout
+    assert [call[0] for call in explorer] == ["write_page", "decode_plane",
+                                              "write_page"]
+    assert explorer[0][2]["plane"] is None
+    assert explorer[1][1] == tmp_path / "variational_autoe_decoder.keras"
+    assert explorer[2][2]["plane"] == "the plane"
+    assert "codes plotted as they are" in explorer[2][2]["caption"]
+
+
+def test_all_writes_one_page_and_one_projector_folder_per_model(tmp_path, in_process,
+                                                                explorer):
+    write_pair(tmp_path, "simple_autoe", *digit_codes())
+    write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+    for prefix in ("simple_autoe", "variational_autoe"):
+        write_pickle(digit_images(300), tmp_path / f"{prefix}_images.pickle")
+
+    result = in_process("--all", tmp_path, "--html", "--projector",
+                        tmp_path / "projector", "--output", tmp_path / "x" / "all.png",
+                        *FAST)
+
+    assert result.returncode == 0, result.stderr
+    written = [(call[0], call[1]) for call in explorer]
+    assert written == [
+        ("write_page", tmp_path / "simple_autoe_explorer.html"),
+        ("write_projector", tmp_path / "projector" / "simple_autoe"),
+        ("write_page", tmp_path / "variational_autoe_explorer.html"),
+        ("write_projector", tmp_path / "projector" / "variational_autoe")]
+
+
+def test_missing_images_file_is_said_and_the_page_has_none(tmp_path, in_process,
+                                                           explorer):
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+
+    result = in_process(path, "--html", *FAST)
+
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "images.pickle" in line]
+    assert len(lines) == 1
+    assert "No deep_autoe_images.pickle beside the features" in lines[0]
+    assert "no digit images" in lines[0] and "retrain" in lines[0]
+    assert explorer[0][2]["images"] is None
+
+
+@pytest.mark.parametrize("images, words", [
+    (digit_images(299), "shape (299, 28, 28)"),
+    (digit_images(300).astype(np.float32), "float32"),
+    (digit_images(300)[:, :14], "shape (300, 14, 28)"),
+])
+def test_bad_images_file_is_refused(tmp_path, in_process, explorer, images, words):
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    write_pickle(images, tmp_path / "deep_autoe_images.pickle")
+
+    result = in_process(path, "--html", *FAST)
+
+    assert_one_line_error(result, "deep_autoe_images.pickle", words)
+    assert not explorer
+
+
+def test_images_from_another_run_are_refused(tmp_path, in_process, explorer):
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    write_pickle(digit_images(300), tmp_path / "deep_autoe_images.pickle")
+    names = ["deep_autoe_features.pickle", "deep_autoe_labels.pickle",
+             "deep_autoe_images.pickle"]
+    write_record(tmp_path, "deep_autoe", names, wrong=["deep_autoe_images.pickle"])
+
+    plain = in_process(path, *FAST)  # without --html the images are not used
+    page = in_process(path, "--html", *FAST)
+
+    assert plain.returncode == 0, plain.stderr
+    assert_one_line_error(page, "deep_autoe_images.pickle", "different runs")
+
+
+def test_real_html_page_end_to_end(tmp_path):
+    pytest.importorskip("bokeh")
+    pytest.importorskip("plumbing.explorer")
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    write_pickle(digit_images(300), tmp_path / "deep_autoe_images.pickle")
+
+    result = visualize(path, "--html", *FAST)
+
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "deep_autoe_explorer.html").read_text()
+    assert "Deep autoencoder" in page and "5-NN accuracy" in page
+
+
+# ---------------------------------------------------------------------------------
+# No deep-learning backend, and a quick --help
+# ---------------------------------------------------------------------------------
+
+BACKENDS = ("keras", "tensorflow", "jax", "jaxlib", "torch")
+# Refuses and records every import of a backend, even one inside try/except: a user
+# who installed only requirements.txt may lack any of them (JAX, for one).
+BLOCK_BACKENDS = f"""
+import atexit, importlib.abc, sys
+tried = []
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {BACKENDS!r}:
+            tried.append(name)
+            raise ImportError(name + " is not installed")
+sys.meta_path.insert(0, Block())
+atexit.register(lambda: print("TRIED", *tried, "\\nMODULES", *sorted(sys.modules)))
+"""
+
+
+def imported(result):
+    """The backends a run tried to import, and every module it imported."""
+    tried = re.search(r"^TRIED(.*)$", result.stdout, re.M).group(1).split()
+    modules = re.search(r"^MODULES(.*)$", result.stdout, re.M).group(1).split()
+    return tried, {name.split(".")[0] for name in modules}
+
+
+def test_visualiser_imports_no_deep_learning_backend(tmp_path):
+    write_pair(tmp_path, "deep_autoe", *digit_codes())
+    write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+
+    one = visualize_after(BLOCK_BACKENDS, tmp_path / "deep_autoe_features.pickle",
+                          *FAST)
+    every = visualize_after(BLOCK_BACKENDS, "--all", tmp_path, *FAST)
+
+    for result in (one, every):
+        assert result.returncode == 0, result.stderr
+        tried, modules = imported(result)
+        assert tried == [] and not modules & set(BACKENDS)
+        assert "sklearn" in modules  # it did the work
+    assert (tmp_path / "all_latent_spaces.png").exists()
+
+
+def test_help_is_quick_and_starts_in_plain_words():
+    start = time.perf_counter()
+    result = visualize_after(BLOCK_BACKENDS, "--help")
+    seconds = time.perf_counter() - start
+
+    assert result.returncode == 0, result.stderr
+    tried, modules = imported(result)
+    # scikit-learn and matplotlib take seconds to import; --help needs neither.
+    assert tried == [] and not modules & {*BACKENDS, "sklearn", "matplotlib"}
+    assert seconds < 10
+    description = result.stdout.split("\n\n")[1]
+    assert description.startswith("Draw the codes a training script saved as a "
+                                  "picture of the test digits")

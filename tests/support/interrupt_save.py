@@ -2,9 +2,9 @@
 
 ``interrupt_save.py SIGNAL WHEN SCRIPT ARGS...`` runs SCRIPT as ``python SCRIPT
 ARGS`` would, but sends itself SIGNAL (INT, TERM or KILL) at one moment of the save:
-``WHEN`` is ``writing`` (the staging files are being written: just before the
-encoder is saved) or ``moving`` (after the first two files of the set were moved
-into place).
+``WHEN`` is ``writing`` (the staged files are being hashed, before any is moved)
+or ``moving`` (after the first two files of the set were moved into place). With
+``unwritable`` no signal is sent: every move fails as on a full disk.
 """
 
 import os
@@ -54,6 +54,17 @@ elif when == "moving":
             os.replace = real_replace
 
     files._finish_moves = finish_moves_with_interrupt
+elif when == "unwritable":
+    real_commit = files.OutputSet.commit
+
+    def commit_on_a_full_disk(self, record):
+        def no_space(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        files.os.replace = no_space
+        return real_commit(self, record)
+
+    files.OutputSet.commit = commit_on_a_full_disk
 else:
     sys.exit(f"unknown moment {when!r}")
 
