@@ -22,7 +22,6 @@ import base64
 import html
 import io
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def write_page(path, *, title, points, labels, images, caption, plane=None):
     _import("bokeh", "--html")
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
-    from bokeh.models import Div, HoverTool
+    from bokeh.models import Div
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
@@ -98,11 +97,9 @@ def write_page(path, *, title, points, labels, images, caption, plane=None):
     if plane is not None:
         fig.xaxis.axis_label, fig.yaxis.axis_label = "z[0]", "z[1]"
         _draw_backdrop(fig, plane)
-    renderers = _draw_digits(fig, points, labels, images)
-    # One tooltip per digit at most, for the point nearest the pointer: in a dense
-    # cluster the pointer covers dozens of points.
-    fig.add_tools(HoverTool(renderers=renderers, tooltips=_tooltip(images is not None),
-                            limit=1, name="hover"))
+    size = float(np.clip(400 / math.sqrt(max(len(points), 1)), 4, 10))  # px
+    renderers = _draw_digits(fig, points, labels, size)
+    _add_tooltips(fig, points, labels, images, size, renderers)
     legend = fig.legend[0]
     legend.title = "digit (click: hide/show)"
     legend.click_policy = "hide"
@@ -116,24 +113,48 @@ def write_page(path, *, title, points, labels, images, caption, plane=None):
         tmp.write_text(file_html(page, INLINE, title=title), encoding="utf-8")
 
 
-def _draw_digits(fig, points, labels, images):
+def _draw_digits(fig, points, labels, size):
     """One scatter per digit: the legend can only hide whole renderers."""
-    from bokeh.models import ColumnDataSource
-
-    uris = None if images is None else np.array([png_data_uri(im) for im in images])
-    size = float(np.clip(400 / math.sqrt(max(len(points), 1)), 4, 10))
     renderers = []
     for digit in np.unique(labels):
-        rows = np.flatnonzero(labels == digit)
-        data = {"x": points[rows, 0], "y": points[rows, 1], "row": rows,
-                "label": labels[rows]}
-        if uris is not None:
-            data["image"] = list(uris[rows])
+        rows = labels == digit
         renderers.append(fig.scatter(
-            "x", "y", source=ColumnDataSource(data), size=size,
+            points[rows, 0], points[rows, 1], size=size,
             color=PALETTE[digit % len(PALETTE)], alpha=POINT_ALPHA, line_width=0,
             legend_label=str(digit), name=f"digit-{digit}"))
     return renderers
+
+
+def _add_tooltips(fig, points, labels, images, size, digit_renderers):
+    """Tooltips from one transparent layer holding every point.
+
+    Hovering the digits' own renderers would give one tooltip per digit under the
+    pointer, stacked on one another with the highest digit's on top. One layer gives
+    one tooltip (limit=1: a point under the pointer). The layer follows the legend,
+    so that a hidden digit shows no tooltips either.
+    """
+    from bokeh.models import (BooleanFilter, CDSView, ColumnDataSource, CustomJS,
+                              HoverTool)
+
+    data = {"x": points[:, 0], "y": points[:, 1], "row": np.arange(len(points)),
+            "label": labels}
+    if images is not None:
+        data["image"] = [png_data_uri(image) for image in images]
+    source = ColumnDataSource(data)
+    shown = BooleanFilter(booleans=None)  # None: every point, until a legend click
+    layer = fig.scatter("x", "y", source=source, view=CDSView(filter=shown), size=size,
+                        alpha=0, name="tooltip-layer")
+    follow_legend = CustomJS(
+        args=dict(renderers=digit_renderers, source=source, shown=shown,
+                  digits=[int(d) for d in np.unique(labels)]),
+        code="""
+            const hidden = new Set(digits.filter((digit, i) => !renderers[i].visible));
+            shown.booleans = Array.from(source.data.label, label => !hidden.has(label));
+        """)
+    for renderer in digit_renderers:
+        renderer.js_on_change("visible", follow_legend)
+    fig.add_tools(HoverTool(renderers=[layer], tooltips=_tooltip(images is not None),
+                            limit=1, name="hover"))
 
 
 def _tooltip(with_images):
@@ -165,7 +186,8 @@ def _plane_panel(fig, plane):
     from bokeh.models import CustomJS, Div
 
     rows, cols = plane.images.shape[:2]
-    cells = [png_data_uri(im) for im in plane.images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)]
+    cells = [png_data_uri(image)
+             for image in plane.images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)]
     x0, x1, y0, y1 = plane.extent
     panel = Div(text=PANEL.format(uri=cells[(rows // 2) * cols + cols // 2],
                                   x=f"{(x0 + x1) / 2:.2f}", y=f"{(y0 + y1) / 2:.2f}"),
@@ -252,9 +274,8 @@ def _load_decoder(path):
     if not path.is_file():
         raise cli.UserError(f"{path}: no such decoder file (the VAE script saves "
                             "<prefix>_decoder.keras beside its features)")
-    # TensorFlow's C++ start-up lines would clutter the visualiser's output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    # training imports Keras with TensorFlow's start-up chatter kept off stderr.
+    from plumbing.training import keras
 
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
@@ -276,7 +297,9 @@ def write_projector(directory, *, name, codes, labels, images):
     Files: ``<name>_tensors.tsv`` (one code per line), ``<name>_metadata.tsv`` (its
     digit), ``<name>_sprite.png`` (the test images, unless ``images`` is None) and
     ``projector_config.pbtxt``, which lists them. Other embeddings already in that
-    config stay, so several models can share one directory (``--all``).
+    config stay, so several models can share one directory, as ``--all`` needs:
+    ``tensorboard --logdir DIR`` reads the config in DIR itself, but in a subfolder
+    only if that holds TensorFlow event files too (a "run").
     """
     _import("tensorboard", "--projector")
     from google.protobuf import text_format
@@ -300,6 +323,8 @@ def write_projector(directory, *, name, codes, labels, images):
     side = None
     if images is not None:
         side = _write_sprite(directory / sprite, np.asarray(images, dtype=np.uint8))
+    else:
+        (directory / sprite).unlink(missing_ok=True)  # an earlier run's, now unlisted
 
     config = ProjectorConfig()
     config_path = directory / PROJECTOR_CONFIG
@@ -336,17 +361,17 @@ def _write_sprite(path, images):
         images = np.stack([np.asarray(Image.fromarray(im).resize((side, side),
                                                                  Image.BILINEAR))
                            for im in images])
-    rows = math.ceil(count / per_row)
-    sheet = np.zeros((rows * per_row, side, side), dtype=np.uint8)
+    # Square, as in TensorBoard's own examples; the unused cells stay black.
+    sheet = np.zeros((per_row * per_row, side, side), dtype=np.uint8)
     sheet[:count] = images
-    sheet = sheet.reshape(rows, per_row, side, side).transpose(0, 2, 1, 3)
+    sheet = sheet.reshape(per_row, per_row, side, side).transpose(0, 2, 1, 3)
     with files.atomic_path(path) as tmp:
-        Image.fromarray(sheet.reshape(rows * side, per_row * side)).save(tmp, "PNG")
+        Image.fromarray(sheet.reshape(per_row * side, per_row * side)).save(tmp, "PNG")
     return side
 
 
 def _import(module, option):
     try:
-        return __import__(module)
+        __import__(module)
     except ImportError:
         raise cli.UserError(f"{option} needs {module}: pip install {module}") from None

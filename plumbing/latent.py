@@ -706,9 +706,9 @@ def explore(codes, points, quality, args, neighbours):
                                 caption=caption, plane=plane)
         print(f"Wrote {page}")
     if args.projector:
+        # Every model into the one folder: TensorBoard reads a projector config only
+        # there (or beside event files), and lists the models in its tensor menu.
         folder = Path(args.projector)
-        if args.all is not None:
-            folder = folder / codes.prefix
         with writing(folder):
             explorer.write_projector(folder, name=codes.prefix, codes=codes.rows,
                                      labels=codes.labels, images=codes.images)

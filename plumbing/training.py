@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # imported with that descriptor captured; afterwards every captured line is passed on
 # except absl's info and warning records.
 _CHATTER = re.compile(r"[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] "
+                      r"|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit"
                       r"|WARNING: All log messages before absl::InitializeLog"
                       r"|To enable the following instructions: ")
 
@@ -57,6 +58,14 @@ def _without_native_chatter():
 with _without_native_chatter():
     import keras
 
+    if keras.backend.backend() == "tensorflow":
+        # TensorFlow looks for a GPU when first asked, and on a machine without one
+        # it can log a CUDA error then: ask now, while the chatter is filtered.
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 RECIPE_OPTIONS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule",
                   "warmup")
 OPTIMIZERS = ("adam", "rmsprop", "adadelta")
@@ -113,6 +122,12 @@ def make_parser(doc, recipes):
                         help="epochs over which the learning rate first climbs from "
                              f"zero ({default('warmup')}; a recipe's warm-up takes at "
                              "most half of a short run)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="Keras' dtype policy: float32, or mixed precision "
+                             "(computing in 16 bits, keeping the weights and the loss "
+                             "in float32); auto picks mixed_bfloat16 on CPUs with "
+                             "AMX-BF16 and on GPUs that have bfloat16, mixed_float16 "
+                             "on older GPUs, float32 elsewhere (default: %(default)s)")
     parser.add_argument("--data", type=cli.path, default=None, metavar="PATH",
                         help="an .npz with x_train, y_train, x_test, y_test as "
                              "keras.datasets.mnist.load_data() returns them, or "
@@ -150,15 +165,91 @@ def setup(args, recipes):
                             f"{args.epochs} epochs")
     cli.check_output_dir(args.out_dir)
     keras.utils.set_random_seed(args.seed)
+    args.precision, why = choose_precision(args.precision)
+    keras.config.set_dtype_policy(args.precision)
     figures.use_window(args.show)
     print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend, "
-          f"seed {args.seed}")
+          f"seed {args.seed}, {args.precision} ({why})")
     warmup = f", warmed up over {_epochs(args.warmup)}" if args.warmup else ""
     decay = "cosine decay" if args.schedule == "cosine" else "constant"
     print(f"Recipe ({args.recipe}): {_epochs(args.epochs)}, batches of "
           f"{args.batch_size}, {args.optimizer} at {args.learning_rate:g}{warmup}, "
           f"{decay}")
     return args
+
+
+def choose_precision(requested):
+    """The dtype policy to train with, and why, in a few words.
+
+    Mixed precision pays off only where the hardware multiplies 16-bit numbers
+    natively: bfloat16 on CPUs with AMX (Intel Xeon since Sapphire Rapids) and on
+    GPUs of compute capability 8 and up, float16 on GPUs of 7.x. Elsewhere it is
+    slower than float32, much slower on a CPU (results/tuning.md), so auto keeps
+    float32 there.
+    """
+    if requested != "auto":
+        return requested, "as asked"
+    capability = _gpu_compute_capability()
+    if capability and capability >= (8, 0):
+        return "mixed_bfloat16", f"auto: a GPU of compute capability {capability}"
+    if capability and capability >= (7, 0):
+        return "mixed_float16", f"auto: a GPU of compute capability {capability}"
+    if capability:
+        return "float32", "auto: this GPU has no fast 16-bit arithmetic"
+    if _cpu_has_amx_bf16():
+        return "mixed_bfloat16", "auto: this CPU has AMX-BF16"
+    return "float32", "auto: no GPU, and this CPU has no AMX-BF16"
+
+
+def _cpu_has_amx_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split()
+                       for line in f)
+    except OSError:  # not Linux: no way to tell, so no
+        return False
+
+
+def _gpu_compute_capability():
+    """(major, minor) of the first GPU the backend sees, or None."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
+            return details.get("compute_capability")
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform == "gpu":
+                return tuple(int(n) for n in device.compute_capability.split("."))
+        if backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.get_device_capability()
+    except Exception:  # noqa: BLE001 - a driver that cannot answer: treat as no GPU
+        return None
+    return None
+
+
+def float32_model(model):
+    """``model`` with every layer computing in float32, sharing its trained weights.
+
+    A model trained under mixed precision saves its layers' 16-bit policies; this
+    copy is what gets saved, so that the encoder and decoder reload in float32 on
+    any backend and hardware.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    copy = keras.models.clone_model(
+        model, clone_function=lambda layer: layer.__class__.from_config(
+            {**layer.get_config(), "dtype": "float32"}))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _epochs(n):
@@ -307,8 +398,8 @@ def save_outputs(args, prefix, *, encoder, decoder, codes, labels, images, data_
             _pickle(images.astype(np.uint8), outputs.path("images.pickle"))
             for name, fig in plots.items():
                 figures.save_figure(fig, outputs.path(f"{name}.png"), args.show)
-            encoder.save(outputs.path("encoder.keras"))
-            decoder.save(outputs.path("decoder.keras"))
+            float32_model(encoder).save(outputs.path("encoder.keras"))
+            float32_model(decoder).save(outputs.path("decoder.keras"))
             outputs.commit(metrics)
     except OSError as error:
         raise cli.UserError(f"cannot save the outputs in {args.out_dir} "
@@ -336,6 +427,7 @@ def run_record(args, data_info, history, timer, guard, codes, measurements):
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "seed": args.seed,
         "recipe": args.recipe,
+        "precision": args.precision,
         **{("warmup_epochs" if n == "warmup" else n): getattr(args, n)
            for n in RECIPE_OPTIONS},
         "final_train_loss": logs["loss"],

@@ -132,6 +132,49 @@ def test_saved_encoder_reproduces_features(tmp_path):
     assert "features match" in check.stdout
 
 
+@pytest.mark.parametrize("script,flags,prefix,code_shape,figures", SCRIPTS,
+                         ids=[s[2] for s in SCRIPTS])
+def test_mixed_precision_end_to_end(script, flags, prefix, code_shape, figures,
+                                    tmp_path):
+    """Every script trains under mixed precision (bfloat16 works on any CPU, if
+    slowly without AMX); its features are float32, its loss finite and better than
+    untrained, and its saved models reload computing in float32."""
+    result = run_script(script, *flags, "--data", "sample", "--epochs", 1, "--limit",
+                        300, "--precision", "mixed_bfloat16", "--out-dir", tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "mixed_bfloat16 (as asked)" in result.stdout
+    features = load_pickle(tmp_path / f"{prefix}_features.pickle")
+    assert features.dtype == np.float32 and features.shape == (300, *code_shape)
+    metrics = json.loads((tmp_path / f"{prefix}_metrics.json").read_text())
+    assert metrics["precision"] == "mixed_bfloat16"
+    assert metrics["test_loss"] < metrics["untrained_test_loss"]
+    check = run_script("tests/support/reload_check.py", tmp_path / prefix)
+    assert check.returncode == 0, check.stdout + check.stderr[-3000:]
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_mixed_precision_vae_on_other_backends(backend, tmp_path):
+    backend_available(backend)
+    result = run_script("variational_autoencoder.py", "--data", "sample", "--epochs", 1,
+                        "--limit", 300, "--precision", "mixed_bfloat16", "--out-dir",
+                        tmp_path, backend=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check = run_script("tests/support/reload_check.py", tmp_path / "variational_autoe")
+    assert check.returncode == 0, check.stdout + check.stderr[-3000:]
+
+
+def test_auto_precision_is_said_and_recorded(tmp_path):
+    from plumbing import training
+
+    chosen, why = training.choose_precision("auto")
+    assert chosen in training.PRECISIONS and why.startswith("auto: ")
+    result = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 1,
+                        "--limit", 100, "--out-dir", tmp_path)
+    assert f"{chosen} ({why})" in result.stdout
+    metrics = json.loads((tmp_path / "simple_autoe_metrics.json").read_text())
+    assert metrics["precision"] == chosen
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_seed_same_features(backend, tmp_path):
     backend_available(backend)
@@ -269,7 +312,7 @@ def test_help_reads_well_for_a_newcomer():
     assert "Title:" not in text and "Based on:" not in text
     for flag in ("--recipe", "--epochs", "--batch-size", "--optimizer",
                  "--learning-rate", "--schedule", "--warmup", "--data", "--limit",
-                 "--seed", "--out-dir", "--show", "--coin-flips"):
+                 "--seed", "--out-dir", "--show", "--coin-flips", "--precision"):
         assert flag in text
     assert "(default: 200; the tutorial's: 50)" in text
     assert "changes nothing else, not even the learning rate" in text

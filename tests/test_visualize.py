@@ -781,7 +781,7 @@ def test_html_of_2d_codes_decodes_the_plane_when_a_decoder_is_there(
     assert "codes plotted as they are" in explorer[2][2]["caption"]
 
 
-def test_all_writes_one_page_and_one_projector_folder_per_model(tmp_path, in_process,
+def test_all_writes_one_page_per_model_and_one_projector_folder(tmp_path, in_process,
                                                                 explorer):
     write_pair(tmp_path, "simple_autoe", *digit_codes())
     write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
@@ -796,9 +796,9 @@ def test_all_writes_one_page_and_one_projector_folder_per_model(tmp_path, in_pro
     written = [(call[0], call[1]) for call in explorer]
     assert written == [
         ("write_page", tmp_path / "simple_autoe_explorer.html"),
-        ("write_projector", tmp_path / "projector" / "simple_autoe"),
+        ("write_projector", tmp_path / "projector"),
         ("write_page", tmp_path / "variational_autoe_explorer.html"),
-        ("write_projector", tmp_path / "projector" / "variational_autoe")]
+        ("write_projector", tmp_path / "projector")]
 
 
 def test_missing_images_file_is_said_and_the_page_has_none(tmp_path, in_process,

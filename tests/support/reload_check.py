@@ -6,6 +6,7 @@ is set), encodes the saved test images and compares with PREFIX_features.pickle.
 The models must compute in float32, whatever precision they were trained in.
 """
 
+import json
 import pickle
 import sys
 
@@ -26,7 +27,12 @@ x_test = (images / np.float32(255)).reshape(len(images), *encoder.input_shape[1:
 codes = encoder.predict(x_test, verbose=0)
 codes = codes[0] if isinstance(codes, (list, tuple)) else codes
 assert codes.dtype == np.float32
-np.testing.assert_allclose(codes, features, rtol=1e-3, atol=1e-4)
+# Trained in mixed precision, the features came from 16-bit arithmetic (about three
+# significant digits); the saved float32 models compute them more exactly.
+precision = json.loads(open(f"{prefix}_metrics.json").read())["precision"]
+tolerance = 1e-3 if precision == "float32" else 5e-2
+np.testing.assert_allclose(codes, features, rtol=tolerance,
+                           atol=tolerance * float(np.abs(features).max()))
 images = decoder.predict(features[:5], verbose=0)
 assert images.shape[0] == 5 and images.dtype == np.float32 and np.isfinite(images).all()
 print(f"features match ({keras.backend.backend()} backend)")
