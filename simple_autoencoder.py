@@ -73,6 +73,9 @@ def build_autoencoder(sparsity=0.0):
         # Penalising large activations pushes most code units to zero for any one
         # digit: a sparse code.
         activity_regularizer=keras.regularizers.L1(sparsity) if sparsity else None,
+        # The penalty joins the float32 loss; under mixed precision a 16-bit layer
+        # would hand Keras a 16-bit penalty it cannot add, so this one stays float32.
+        dtype="float32" if sparsity else None,
         name="code",
     )(digit)
     encoder = keras.Model(digit, code, name="encoder")

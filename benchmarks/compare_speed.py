@@ -107,27 +107,41 @@ def _leaf_layers(model):
             yield layer
 
 
-def run_side(args, script, side, backend="tensorflow"):
-    """Run one side in a fresh process; return its seconds per full epoch."""
+def run_measured(command, env):
+    """Run ``command``; return its exit status, stdout, stderr and peak memory (MB)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=ROOT,
+                                 env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return child.returncode, out.read(), err.read(), usage.ru_maxrss / 1024
+
+
+def run_side(args, script, side, backend="tensorflow", precision="auto"):
+    """Run one side in a fresh process; return its seconds per full epoch, the
+    precision it ran in and its peak memory in MB."""
     limit = ["--limit", str(args.limit)] if args.limit else []
     env = dict(os.environ, KERAS_BACKEND=backend)
     scale = 60000 / args.limit if args.limit else 1.0  # extrapolate to 60k images
     if side == "port":
         command = [sys.executable, __file__, "--port", script, "--data", args.data,
                    "--epochs", str(args.epochs), *limit]
-        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-        if out.returncode:
-            sys.exit(f"port of {script} failed:\n{out.stderr[-2000:]}")
-        return scale * json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_epoch"]
+        status, out, err, peak = run_measured(command, env)
+        if status:
+            sys.exit(f"port of {script} failed:\n{err[-2000:]}")
+        seconds = json.loads(out.strip().splitlines()[-1])["seconds_per_epoch"]
+        return scale * seconds, "float32", peak
     prefix = SCRIPTS[script]
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, f"{script}.py", "--data", args.data, "--epochs",
-                   str(args.epochs), "--out-dir", tmp, *limit]
-        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-        if out.returncode:
-            sys.exit(f"{script} failed:\n{out.stderr[-2000:]}")
+                   str(args.epochs), "--out-dir", tmp, "--precision", precision, *limit]
+        status, out, err, peak = run_measured(command, env)
+        if status:
+            sys.exit(f"{script} failed:\n{err[-2000:]}")
         metrics = json.loads(Path(tmp, f"{prefix}_metrics.json").read_text())
-    return scale * metrics["seconds_per_epoch"]
+    return scale * metrics["seconds_per_epoch"], metrics["precision"], peak
 
 
 def main():
@@ -147,6 +161,10 @@ def main():
                         help="also time our scripts on these Keras backends (the "
                              "port always runs on TensorFlow, the default backend; "
                              "default: %(default)s)")
+    parser.add_argument("--precisions", nargs="+", default=["float32", "auto"],
+                        choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                        help="time our scripts at each of these --precision settings "
+                             "(default: float32 and the scripts' default, auto)")
     parser.add_argument("--skip-port", action="store_true",
                         help="time only our scripts (e.g. to compare backends)")
     parser.add_argument("--port", help=argparse.SUPPRESS)  # internal: one port run
@@ -159,26 +177,30 @@ def main():
         print(json.dumps({"seconds_per_epoch": seconds}))
         return
 
-    ours_columns = [f"{b} s/epoch" for b in args.backends]
-    header = ([] if args.skip_port else ["port (TF) s/epoch"]) + ours_columns
-    print(f"{'script':32}" + "".join(f"{h:>20}" for h in header)
-          + ("" if args.skip_port else f"{'speed-up (TF)':>15}"))
+    sides = [(b, p) for b in args.backends for p in args.precisions]
+    header = ([] if args.skip_port else ["port (TF)"]) + [f"{b} {p}" for b, p in sides]
+    print("Seconds per epoch (peak memory in MB); speed-ups against the port")
+    print(f"{'script':32}" + "".join(f"{h:>24}" for h in header))
     timings = {}
     for script in args.scripts:
+        cells, line = [], f"{script:32}"
         port = None if args.skip_port else run_side(args, script, "port")
-        ours = {b: run_side(args, script, "ours", b) for b in args.backends}
-        timings[script] = {"port_tensorflow": port, **ours}
-        cells = ([] if port is None else [port]) + list(ours.values())
-        line = f"{script:32}" + "".join(f"{c:20.1f}" for c in cells)
-        if port is not None and "tensorflow" in ours:
-            line += f"{port / ours['tensorflow']:14.2f}x"
-        print(line, flush=True)
+        if port:
+            cells.append(f"{port[0]:.1f} ({port[2]:.0f})")
+        ours = {}
+        for backend, precision in sides:
+            seconds, used, peak = run_side(args, script, "ours", backend, precision)
+            ours[f"{backend} {precision}"] = seconds
+            speedup = f" {port[0] / seconds:.2f}x" if port else ""
+            cells.append(f"{seconds:.1f} {used}{speedup} ({peak:.0f})")
+        timings[script] = {"port_tensorflow": port and port[0], **ours}
+        print(line + "".join(f"{c:>24}" for c in cells), flush=True)
     if "image_denoising" in timings and "tensorflow" in args.backends:
         model = importlib.import_module("image_denoising").build_autoencoder()[2]
         with np.load(args.data) as npz:
             n_train, n_test = len(npz["x_train"]), len(npz["x_test"])
         flops = 2 * forward_macs(model) * (3 * n_train + n_test)
-        seconds = timings["image_denoising"]["tensorflow"]
+        seconds = timings["image_denoising"][f"tensorflow {args.precisions[0]}"]
         print(f"image_denoising: {flops / 1e9:.0f} GFLOP per epoch, "
               f"{flops / 1e9 / seconds:.0f} GFLOP/s on TensorFlow")
     print(f"{os.cpu_count()} CPU cores" + (f"; epochs of {args.limit} images, "

@@ -68,12 +68,14 @@ class Plane:
 # The page
 
 
-def write_page(path, *, title, points, labels, images, caption, plane=None):
+def write_page(path, *, title, points, labels, images, caption, plane=None,
+               rows=None):
     """Write the explorer page for ``points`` (N, 2) to ``path``, atomically.
 
     ``images`` (N, 28, 28) uint8, or None when the test images are not at hand (the
     page then says so and its tooltips show digit and row only); ``caption``: lines
-    of text shown above the map; ``plane``: a ``decode_plane`` result, or None.
+    of text shown above the map; ``plane``: a ``decode_plane`` result, or None;
+    ``rows``: each point's row in the test set (default 0 to N-1), for a sample.
     """
     _import("bokeh", "--html")
     from bokeh.embed import file_html
@@ -99,7 +101,7 @@ def write_page(path, *, title, points, labels, images, caption, plane=None):
         _draw_backdrop(fig, plane)
     size = float(np.clip(400 / math.sqrt(max(len(points), 1)), 4, 10))  # px
     renderers = _draw_digits(fig, points, labels, size)
-    _add_tooltips(fig, points, labels, images, size, renderers)
+    _add_tooltips(fig, points, labels, images, rows, size, renderers)
     legend = fig.legend[0]
     legend.title = "digit (click: hide/show)"
     legend.click_policy = "hide"
@@ -125,7 +127,7 @@ def _draw_digits(fig, points, labels, size):
     return renderers
 
 
-def _add_tooltips(fig, points, labels, images, size, digit_renderers):
+def _add_tooltips(fig, points, labels, images, rows, size, digit_renderers):
     """Tooltips from one transparent layer holding every point.
 
     Hovering the digits' own renderers would give one tooltip per digit under the
@@ -136,7 +138,8 @@ def _add_tooltips(fig, points, labels, images, size, digit_renderers):
     from bokeh.models import (BooleanFilter, CDSView, ColumnDataSource, CustomJS,
                               HoverTool)
 
-    data = {"x": points[:, 0], "y": points[:, 1], "row": np.arange(len(points)),
+    rows = np.arange(len(points)) if rows is None else np.asarray(rows)
+    data = {"x": points[:, 0], "y": points[:, 1], "row": rows,
             "label": labels}
     if images is not None:
         data["image"] = [png_data_uri(image) for image in images]

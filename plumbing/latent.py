@@ -400,6 +400,7 @@ class Codes:
         self.count = len(features)
         keep = stratified_subsample(labels, args.max_points, args.seed)
         self.features, self.labels = features[keep], labels[keep]
+        self.test_rows = keep  # each code's row in the test set, for the page
         if self.images is not None:
             self.images = self.images[keep]
 
@@ -703,7 +704,7 @@ def explore(codes, points, quality, args, neighbours):
         with writing(page):
             explorer.write_page(page, title=f"{codes.name}: latent space",
                                 points=points, labels=codes.labels, images=codes.images,
-                                caption=caption, plane=plane)
+                                caption=caption, plane=plane, rows=codes.test_rows)
         print(f"Wrote {page}")
     if args.projector:
         # Every model into the one folder: TensorBoard reads a projector config only

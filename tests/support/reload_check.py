@@ -27,12 +27,14 @@ x_test = (images / np.float32(255)).reshape(len(images), *encoder.input_shape[1:
 codes = encoder.predict(x_test, verbose=0)
 codes = codes[0] if isinstance(codes, (list, tuple)) else codes
 assert codes.dtype == np.float32
-# Trained in mixed precision, the features came from 16-bit arithmetic (about three
-# significant digits); the saved float32 models compute them more exactly.
-precision = json.loads(open(f"{prefix}_metrics.json").read())["precision"]
-tolerance = 1e-3 if precision == "float32" else 5e-2
-np.testing.assert_allclose(codes, features, rtol=tolerance,
-                           atol=tolerance * float(np.abs(features).max()))
+if json.loads(open(f"{prefix}_metrics.json").read())["precision"] == "float32":
+    np.testing.assert_allclose(codes, features, rtol=1e-3, atol=1e-4)
+else:
+    # Trained in mixed precision, the features came from 16-bit arithmetic (about
+    # three significant digits per number); the saved float32 models compute them
+    # more exactly, so the two agree as vectors, not digit for digit.
+    error = np.linalg.norm(codes - features) / np.linalg.norm(features)
+    assert error < 0.05, f"relative difference {error:.3f}"
 images = decoder.predict(features[:5], verbose=0)
 assert images.shape[0] == 5 and images.dtype == np.float32 and np.isfinite(images).all()
 print(f"features match ({keras.backend.backend()} backend)")
