@@ -192,6 +192,36 @@ def decode_manifold(decoder, title, n=15):
     return figures.digit_canvas(np.reshape(digits, (n, n, 28, 28)), extent, title)
 
 
+"""
+## What it learned
+
+The test loss is measured once more after training, with its two terms: their sum
+is the loss. Drawn by digit, the latent means show how the VAE organised MNIST, and
+the manifold what each region of the plane decodes to.
+"""
+
+
+def evaluate_terms(vae, x_test, batch_size):
+    test = vae.evaluate(x_test, x_test, batch_size=batch_size, verbose=0,
+                        return_dict=True)
+    test["kl"] = test["loss"] - test["reconstruction"]
+    print(f"Test loss {test['loss']:.1f} = reconstruction {test['reconstruction']:.1f} "
+          f"+ KL {test['kl']:.1f}")
+    return test
+
+
+def vae_figures(name, x_test, y_test, z_mean, reconstructed, decoder):
+    return {
+        "reconstructions": figures.digit_rows(
+            [("original", x_test[:10]), ("reconstructed", reconstructed)],
+            title=f"{name}: test digits"),
+        "latent": figures.latent_scatter(
+            z_mean, y_test, title=f"{name}: latent means of the test digits"),
+        "manifold": decode_manifold(
+            decoder, title=f"{name}: digits decoded across the latent space"),
+    }
+
+
 def main():
     parser = training.make_parser(__doc__, RECIPES)
     parser.add_argument("--coin-flips", action=argparse.BooleanOptionalAction,
@@ -232,27 +262,12 @@ def main():
         verbose=training.VERBOSE,
     )
 
-    # ## The two terms on the test set: the loss is their sum, in nats per image.
-    test = vae.evaluate(x_test, x_test, batch_size=args.batch_size, verbose=0,
-                        return_dict=True)
-    test["kl"] = test["loss"] - test["reconstruction"]
-    print(f"Test loss {test['loss']:.1f} = reconstruction {test['reconstruction']:.1f} "
-          f"+ KL {test['kl']:.1f}")
-
-    # ## What it learned: the latent means of the test set are the features; drawn
-    # by digit they show how the VAE organised MNIST, and the manifold what each
-    # region of the plane decodes to.
+    # ## What it learned: the test loss and its two terms; the latent means of the
+    # test digits, which are the features; ten of them decoded back into digits.
+    test = evaluate_terms(vae, x_test, args.batch_size)
     z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
     reconstructed = decoder.predict(z_mean[:10], verbose=0)
-    plots = {
-        "reconstructions": figures.digit_rows(
-            [("original", x_test[:10]), ("reconstructed", reconstructed)],
-            title="VAE: test digits"),
-        "latent": figures.latent_scatter(
-            z_mean, y_test, title="VAE: latent means of the test digits"),
-        "manifold": decode_manifold(
-            decoder, title="VAE: digits decoded across the latent space"),
-    }
+    plots = vae_figures("VAE", x_test, y_test, z_mean, reconstructed, decoder)
     training.save_outputs(
         args, "variational_autoe", encoder=encoder, decoder=decoder, codes=z_mean,
         labels=y_test, images=x_test, data_info=data_info, history=history,

@@ -17,7 +17,7 @@ trained encoder and decoder.
 """
 ## Setup
 
-The loss, its KL term, the sampling layer and the manifold are those of
+The loss, its KL term, the sampling layer and the figures are those of
 variational_autoencoder.py (read that one first): only the encoder and the decoder
 change here.
 """
@@ -26,8 +26,8 @@ from plumbing import data, figures, training  # first: it imports Keras quietly
 
 import keras
 from keras import layers
-from variational_autoencoder import (LATENT_DIM, LogKLTerm, Sampling, decode_manifold,
-                                     reconstruction_loss)
+from variational_autoencoder import (LATENT_DIM, LogKLTerm, Sampling,
+                                     evaluate_terms, reconstruction_loss, vae_figures)
 
 FILTERS = 64
 
@@ -115,25 +115,12 @@ def main():
         verbose=training.VERBOSE,
     )
 
-    # ## The two terms on the test set: the loss is their sum, in nats per image.
-    test = vae.evaluate(x_test, x_test, batch_size=args.batch_size, verbose=0,
-                        return_dict=True)
-    test["kl"] = test["loss"] - test["reconstruction"]
-    print(f"Test loss {test['loss']:.1f} = reconstruction {test['reconstruction']:.1f} "
-          f"+ KL {test['kl']:.1f}")
-
-    # ## What it learned: latent means (the features), the latent map, the manifold.
+    # ## What it learned: as in variational_autoencoder.py.
+    test = evaluate_terms(vae, x_test, args.batch_size)
     z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
     reconstructed = decoder.predict(z_mean[:10], verbose=0)
-    plots = {
-        "reconstructions": figures.digit_rows(
-            [("original", x_test[:10]), ("reconstructed", reconstructed)],
-            title="Deconvolutional VAE: test digits"),
-        "latent": figures.latent_scatter(
-            z_mean, y_test, title="Deconvolutional VAE: latent means of the test digits"),
-        "manifold": decode_manifold(
-            decoder, title="Deconvolutional VAE: digits decoded across the latent space"),
-    }
+    plots = vae_figures("Deconvolutional VAE", x_test, y_test, z_mean, reconstructed,
+                        decoder)
     training.save_outputs(
         args, "variational_autoe_deconv", encoder=encoder, decoder=decoder, codes=z_mean,
         labels=y_test, images=x_test, data_info=data_info, history=history,

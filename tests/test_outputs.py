@@ -5,7 +5,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -41,7 +40,7 @@ def interrupted(signal_name, when, out_dir):
                       "simple_autoencoder.py", *RUN, "--seed", 2, "--out-dir", out_dir)
 
 
-@pytest.mark.parametrize("signal_name", ["INT", "TERM"])
+@pytest.mark.parametrize("signal_name", ["INT", "TERM"])  # Ctrl-C, `kill`
 def test_interrupt_while_writing_keeps_the_previous_set(signal_name, previous_run):
     before = snapshot(previous_run)
     result = interrupted(signal_name, "writing", previous_run)
@@ -52,10 +51,9 @@ def test_interrupt_while_writing_keeps_the_previous_set(signal_name, previous_ru
     assert not [p for p in previous_run.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("signal_name", ["INT", "TERM"])
-def test_interrupt_while_moving_completes_the_new_set(signal_name, previous_run):
+def test_interrupt_while_moving_completes_the_new_set(previous_run):
     before = snapshot(previous_run)
-    result = interrupted(signal_name, "moving", previous_run)
+    result = interrupted("TERM", "moving", previous_run)
     assert result.returncode == 130
     assert "interrupted after the outputs were saved complete" in one_line_error(result)
     after = snapshot(previous_run)
@@ -118,7 +116,7 @@ def test_ctrl_c_during_the_save_leaves_one_whole_set(previous_run):
         assert child.returncode == 130 and len(stderr.splitlines()) == 1, stderr
 
 
-def test_a_write_that_fails_while_saving_is_one_line(previous_run, monkeypatch):
+def test_a_write_that_fails_while_saving_is_one_line(previous_run):
     """A folder that becomes unwritable after the check at start-up (a full disk,
     a permission change) gives a one-line error and keeps the previous set."""
     before = snapshot(previous_run)
