@@ -8,14 +8,16 @@ import keras
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
-def choose_precision(requested):
+def choose_precision(requested, on_cpu=False):
     """The dtype policy to train with, and why, in a few words.
 
     Mixed precision pays off only where the hardware multiplies 16-bit numbers
-    natively: bfloat16 on CPUs with AMX (Intel Xeon since Sapphire Rapids) and on
-    GPUs of compute capability 8 and up, float16 on GPUs of 7.x. Elsewhere it is
-    slower than float32, much slower on a CPU (results/tuning.md), so auto keeps
-    float32 there.
+    natively: on GPUs (bfloat16 from compute capability 8, float16 on 7.x), and on
+    CPUs with bfloat16 instructions (AVX512_BF16, or AMX-BF16) for models whose
+    time goes into large matrix products: the convolutional ones, which set
+    ``on_cpu``. A small dense model spends its time elsewhere and ran slower in
+    bfloat16 on such a CPU; without those instructions bfloat16 is slower still
+    (results/tuning.md). So auto keeps float32 there.
     """
     if requested != "auto":
         return requested, "as asked"
@@ -26,18 +28,22 @@ def choose_precision(requested):
         return "mixed_float16", f"auto: a GPU of compute capability {capability}"
     if capability:
         return "float32", "auto: this GPU has no fast 16-bit arithmetic"
-    if _cpu_has_amx_bf16():
-        return "mixed_bfloat16", "auto: this CPU has AMX-BF16"
-    return "float32", "auto: no GPU, and this CPU has no AMX-BF16"
+    flags = _cpu_bfloat16_flags()
+    if not flags:
+        return "float32", "auto: no GPU, and no bfloat16 instructions on this CPU"
+    if not on_cpu:
+        return "float32", "auto: on a CPU this small dense model is faster in float32"
+    return "mixed_bfloat16", f"auto: this CPU has {' and '.join(flags)}"
 
 
-def _cpu_has_amx_bf16():
+def _cpu_bfloat16_flags():
+    """Which of the CPU's bfloat16 instruction sets Linux reports (none elsewhere)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and "amx_bf16" in line.split()
-                       for line in f)
-    except OSError:  # not Linux: no way to tell, so no
-        return False
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:  # not Linux: no way to tell, so none
+        return []
+    return [name.upper() for name in ("avx512_bf16", "amx_bf16") if name in flags]
 
 
 def _gpu_compute_capability():

@@ -86,7 +86,7 @@ def _description(doc):
     return text[start + len("Description:"):].strip() if start >= 0 else text
 
 
-def make_parser(doc, recipes):
+def make_parser(doc, recipes, mixed_precision_on_cpu=False):
     """The command line every training script shares; ``recipes`` gives the defaults.
 
     ``recipes`` maps "ours" and "tutorial" to plain dicts of RECIPE_OPTIONS. Each
@@ -123,12 +123,15 @@ def make_parser(doc, recipes):
                         help="epochs over which the learning rate first climbs from "
                              f"zero ({default('warmup')}; a recipe's warm-up takes at "
                              "most half of a short run)")
+    cpu = ("on CPUs with bfloat16 instructions (AVX512_BF16 or AMX), " if
+           mixed_precision_on_cpu else "")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="Keras' dtype policy: float32, or mixed precision "
                              "(computing in 16 bits, keeping the weights and the loss "
-                             "in float32); auto picks mixed_bfloat16 on CPUs with "
-                             "AMX-BF16 and on GPUs that have bfloat16, mixed_float16 "
-                             "on older GPUs, float32 elsewhere (default: %(default)s)")
+                             f"in float32); auto picks mixed_bfloat16 {cpu}on GPUs "
+                             "that have bfloat16, mixed_float16 on older GPUs, and "
+                             "float32 elsewhere (default: %(default)s)")
+    parser.set_defaults(mixed_precision_on_cpu=mixed_precision_on_cpu)
     parser.add_argument("--data", type=cli.path, default=None, metavar="PATH",
                         help="an .npz with x_train, y_train, x_test, y_test as "
                              "keras.datasets.mnist.load_data() returns them, or "
@@ -166,7 +169,9 @@ def setup(args, recipes):
                             f"{args.epochs} epochs")
     cli.check_output_dir(args.out_dir)
     keras.utils.set_random_seed(args.seed)
-    args.precision, why = choose_precision(args.precision)
+    args.precision, why = choose_precision(args.precision,
+                                           on_cpu=args.mixed_precision_on_cpu)
+    del args.mixed_precision_on_cpu
     keras.config.set_dtype_policy(args.precision)
     figures.use_window(args.show)
     print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend, "

@@ -182,6 +182,25 @@ def test_mixed_precision_vae_on_other_backends(backend, tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr[-3000:]
 
 
+@pytest.mark.parametrize("gpu,cpu_flags,on_cpu,expected", [
+    (None, [], True, "float32"),  # no 16-bit arithmetic to gain from
+    (None, ["AVX512_BF16"], True, "mixed_bfloat16"),  # convolutions gain (measured)
+    (None, ["AMX_BF16"], True, "mixed_bfloat16"),
+    (None, ["AVX512_BF16"], False, "float32"),  # small dense models lose (measured)
+    ((8, 0), [], False, "mixed_bfloat16"),
+    ((7, 5), [], False, "mixed_float16"),
+    ((6, 1), ["AVX512_BF16"], True, "float32"),
+])
+def test_auto_precision_follows_the_hardware(gpu, cpu_flags, on_cpu, expected,
+                                             monkeypatch):
+    from plumbing import precision
+
+    monkeypatch.setattr(precision, "_gpu_compute_capability", lambda: gpu)
+    monkeypatch.setattr(precision, "_cpu_bfloat16_flags", lambda: cpu_flags)
+    assert precision.choose_precision("auto", on_cpu=on_cpu)[0] == expected
+    assert precision.choose_precision("float32", on_cpu=on_cpu)[0] == "float32"
+
+
 def test_auto_precision_is_said_and_recorded(tmp_path):
     from plumbing import training
 
