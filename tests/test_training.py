@@ -152,6 +152,11 @@ def test_mixed_precision_end_to_end(script, flags, prefix, code_shape, figures,
     metrics = json.loads((tmp_path / f"{prefix}_metrics.json").read_text())
     assert metrics["precision"] == "mixed_bfloat16"
     assert metrics["test_loss"] < metrics["untrained_test_loss"]
+    assert ": nan" not in result.stdout  # no logged term overflowed 16 bits
+    if prefix.startswith("variational"):  # the terms are float32 sums, and add up
+        assert 0 < metrics["test_kl"] and 0 < metrics["test_reconstruction"]
+        assert metrics["test_reconstruction"] + metrics["test_kl"] == \
+            pytest.approx(metrics["test_loss"], rel=1e-5)
     for part in ("encoder", "decoder"):  # saved to compute in float32
         assert set(_saved_dtype_policies(tmp_path / f"{prefix}_{part}.keras")) == \
             {"float32"}
