@@ -64,7 +64,9 @@ def collect(out_dir):
         features = load_array(out_dir / f"{prefix}_features.pickle")
         labels = load_array(out_dir / f"{prefix}_labels.pickle")
         # The sparse model's loss includes its L1 penalty; compare reconstructions.
-        loss = metrics.get("test_reconstruction", metrics["test_loss"])
+        # (The VAEs' reconstruction term is only part of theirs: they keep the loss.)
+        loss = metrics["test_reconstruction"] if "sparsity" in metrics \
+            else metrics["test_loss"]
         rows.append({
             "model": prefix, "command": " ".join(command), "code_size": code,
             "epochs": metrics["epochs"], "batch_size": metrics["batch_size"],
@@ -72,6 +74,7 @@ def collect(out_dir):
             "learning_rate": metrics.get("learning_rate"),
             "warmup_epochs": metrics.get("warmup_epochs", 0),
             "coin_flips": metrics.get("coin_flips", False), "test_loss": loss,
+            "precision": metrics.get("precision", "float32"),
             "tutorial_figure": tutorial, "target": target, "met": loss <= target,
             "knn_accuracy": knn_accuracy(features, labels),
             "seconds_per_epoch": metrics["seconds_per_epoch"],
@@ -96,7 +99,8 @@ def markdown(rows):
         rate = f" {r['learning_rate']:g}" if r["learning_rate"] else ""
         warmup = f", {r['warmup_epochs']}-epoch warm-up" if r["warmup_epochs"] else ""
         flips = ", coin flips" if r["coin_flips"] else ""
-        recipe = f"batch {r['batch_size']}, {r['optimizer']}{rate}{warmup}{flips}"
+        mixed = f", {r['precision']}" if r["precision"] != "float32" else ""
+        recipe = f"batch {r['batch_size']}, {r['optimizer']}{rate}{warmup}{flips}{mixed}"
         lines.append(f"| {r['model']} | {r['code_size']} | {r['epochs']} | {recipe} | "
                      f"{loss} | {r['tutorial_figure']} | {target} | "
                      f"{r['knn_accuracy']:.3f} | {r['seconds_per_epoch']:.1f} | "

@@ -120,21 +120,24 @@ def path(text):
     return text
 
 
-def check_output_dir(out_dir, option="--out-dir"):
-    """Fail early (before any work) if ``out_dir`` cannot be made and written."""
+def check_output_dir(out_dir, option="--out-dir", name=None):
+    """Fail early (before any work) if ``out_dir`` cannot be made and written.
+
+    ``name`` is how the message names the option's value (default: ``out_dir``).
+    """
     import tempfile
 
     out_dir = Path(out_dir)
+    where = f"{option} {name or out_dir}"
     for parent in [out_dir, *out_dir.parents]:
         if parent.exists() and not parent.is_dir():
-            raise UserError(f"{option} {out_dir}: {parent} exists and is not a "
-                            "directory")
+            raise UserError(f"{where}: {parent} is a file, not a directory")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):
             pass
     except OSError as error:
-        raise UserError(f"{option} {out_dir}: cannot write there "
+        raise UserError(f"{where}: cannot write in {out_dir} "
                         f"({error.strerror or error})") from None
 
 
@@ -143,4 +146,4 @@ def check_output_file(path, option="--output"):
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{option} {path}: is a directory, expected a file name")
-    check_output_dir(path.parent, option=f"{option} {path}: folder")
+    check_output_dir(path.parent, option=option, name=path)

@@ -271,8 +271,10 @@ class DivergenceGuard(keras.callbacks.TerminateOnNaN):
 
     def on_epoch_end(self, epoch, logs=None):
         loss, test_loss = (logs or {}).get("loss"), (logs or {}).get("val_loss")
-        if not (np.isfinite(loss) and np.isfinite(test_loss)):
-            self.problem = f"the loss became {loss:g} in epoch {epoch + 1}"
+        if not np.isfinite(loss):
+            self.problem = f"the training loss became {loss:g} in epoch {epoch + 1}"
+        elif not np.isfinite(test_loss):
+            self.problem = f"the test loss became {test_loss:g} after epoch {epoch + 1}"
         elif test_loss > self.untrained_loss:
             self.problem = (f"after epoch {epoch + 1} the test loss ({test_loss:.4g}) "
                             f"is worse than the untrained model's "

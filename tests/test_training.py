@@ -412,7 +412,7 @@ def test_out_dir_inside_a_file_is_refused_before_training(tmp_path):
     result = run_script("deep_autoencoder.py", "--data", "sample", "--out-dir",
                         blocker / "out")
     assert result.returncode == 2
-    assert "is not a directory" in one_line_error(result)
+    assert "is a file, not a directory" in one_line_error(result)
     assert "Epoch" not in result.stdout
 
 
