@@ -180,7 +180,7 @@ def main():
     sides = [(b, p) for b in args.backends for p in args.precisions]
     header = ([] if args.skip_port else ["port (TF)"]) + [f"{b} {p}" for b, p in sides]
     print("Seconds per epoch (peak memory in MB); speed-ups against the port")
-    print(f"{'script':32}" + "".join(f"{h:>32}" for h in header))
+    print(f"{'script':32}" + "".join(f"  {h:>32}" for h in header))
     timings = {}
     for script in args.scripts:
         cells, line = [], f"{script:32}"
@@ -194,7 +194,7 @@ def main():
             speedup = f" {port[0] / seconds:.2f}x" if port else ""
             cells.append(f"{seconds:.1f} {used}{speedup} ({peak:.0f})")
         timings[script] = {"port_tensorflow": port and port[0], **ours}
-        print(line + "".join(f"{c:>32}" for c in cells), flush=True)
+        print(line + "".join(f"  {c:>32}" for c in cells), flush=True)
     if "image_denoising" in timings and "tensorflow" in args.backends:
         model = importlib.import_module("image_denoising").build_autoencoder()[2]
         with np.load(args.data) as npz:
