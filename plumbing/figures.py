@@ -7,9 +7,8 @@ Every function here returns a matplotlib figure; ``save_figure`` writes one as a
 import numpy as np
 
 from plumbing import cli
+from plumbing.data import IMAGE_SHAPE
 from plumbing.files import atomic_path
-
-IMAGE_SHAPE = (28, 28)
 
 
 def save_figure(fig, path, show=False):

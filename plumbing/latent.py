@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import cli, files, figures
+from plumbing.data import IMAGE_SHAPE
 
 # The models in the order of the tutorial; unknown prefixes follow, alphabetically.
 MODEL_NAMES = {
@@ -35,7 +36,6 @@ MODEL_NAMES = {
 }
 FEATURES_SUFFIX = "_features.pickle"
 DIGITS = 10
-IMAGE_SHAPE = (28, 28)
 # Codes whose spread (RMS distance from their mean) lies outside this range cannot be
 # compared in float32: squared distances underflow to 0 or overflow to inf, and
 # scikit-learn's t-SNE then crashes (a segmentation fault for the tiny ones). The

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from plumbing import cli, figures
-from plumbing.files import OutputSet
+from plumbing.files import OutputSet, save_pickle
 
 # TensorFlow prints several lines of C++ start-up chatter at import; keep the
 # scripts' output to what a learner needs (set before Keras imports TensorFlow).
@@ -327,9 +327,9 @@ def save_outputs(args, prefix, *, encoder, decoder, codes, labels, images, data_
     images = np.round(np.reshape(images, (len(images), *figures.IMAGE_SHAPE)) * 255)
     try:
         with OutputSet(args.out_dir, prefix) as outputs:
-            _pickle(codes, outputs.path("features.pickle"))
-            _pickle(np.asarray(labels, dtype=np.int64), outputs.path("labels.pickle"))
-            _pickle(images.astype(np.uint8), outputs.path("images.pickle"))
+            save_pickle(codes, outputs.path("features.pickle"))
+            save_pickle(np.asarray(labels, dtype=np.int64), outputs.path("labels.pickle"))
+            save_pickle(images.astype(np.uint8), outputs.path("images.pickle"))
             for name, fig in plots.items():
                 figures.save_figure(fig, outputs.path(f"{name}.png"), args.show)
             float32_model(encoder).save(outputs.path("encoder.keras"))
@@ -341,13 +341,6 @@ def save_outputs(args, prefix, *, encoder, decoder, codes, labels, images, data_
     print(f"Saved {prefix}_features.pickle {codes.shape}, its labels and test images, "
           f"the figures, metrics and the encoder and decoder in {args.out_dir}/")
     return metrics
-
-
-def _pickle(array, path):
-    import pickle
-
-    with open(path, "wb") as f:
-        pickle.dump(array, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def run_record(args, data_info, history, timer, guard, codes, measurements):
