@@ -7,15 +7,14 @@ way a line-by-line port of the 2018 code does, side by side, and prints the rati
     python benchmarks/compare_speed.py --data mnist.npz --scripts deep_autoencoder image_denoising
 
 Both sides train the same model (the port imports the script's own builder) on the
-same images, with a validation pass per epoch; each at its own batch size (the same
-but for the deep model, see SCRIPTS). What the port
+same images, at the same batch size, with a validation pass per epoch. What the port
 does differently is what a direct translation of the original code does: float64
 images (``x / 255.``, and float64 Gaussian noise for the denoising inputs), the
 original string-named optimizers at a constant learning rate, and Keras' default
 compilation (no XLA on a CPU-only TensorFlow). Each side runs in a fresh process;
 the first epoch (tracing, compilation) is excluded from the steady state.
 
-Also prints the denoising model's arithmetic rate in GFLOP/s: 3x the forward
+Also prints each model's arithmetic per epoch and rate in GFLOP/s: 3x the forward
 multiply-adds x 2 per training image plus 2x per validation image, over the epoch's
 wall time. This is a benchmark, not a test: it takes minutes.
 """
@@ -37,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 # Each script's output prefix. The port trains with the batch size and optimizer of
 # the script's "tutorial" recipe, as the original code did. Our scripts run at their
-# own defaults: tuned optimizers and learning rates, which do not change the time per
-# epoch, and for the deep model batches of 64, four times the port's steps per epoch.
+# own defaults: the same batch sizes, with tuned optimizers and learning rates, which
+# do not change the time per epoch.
 SCRIPTS = {
     "simple_autoencoder": "simple_autoe",
     "deep_autoencoder": "deep_autoe",
@@ -195,14 +194,16 @@ def main():
             cells.append(f"{seconds:.1f} {used}{speedup} ({peak:.0f})")
         timings[script] = {"port_tensorflow": port and port[0], **ours}
         print(line + "".join(f"  {c:>32}" for c in cells), flush=True)
-    if "image_denoising" in timings and "tensorflow" in args.backends:
-        model = importlib.import_module("image_denoising").build_autoencoder()[2]
-        with np.load(args.data) as npz:
-            n_train, n_test = len(npz["x_train"]), len(npz["x_test"])
-        flops = 2 * forward_macs(model) * (3 * n_train + n_test)
-        seconds = timings["image_denoising"][f"tensorflow {args.precisions[0]}"]
-        print(f"image_denoising: {flops / 1e9:.0f} GFLOP per epoch, "
-              f"{flops / 1e9 / seconds:.0f} GFLOP/s on TensorFlow")
+    # Arithmetic rates say whether an epoch is bound by arithmetic or by overhead.
+    with np.load(args.data) as npz:
+        n_train, n_test = len(npz["x_train"]), len(npz["x_test"])
+    print("\nArithmetic: GFLOP per epoch, and GFLOP/s of each column above")
+    for script, row in timings.items():
+        module = importlib.import_module(script)
+        build = getattr(module, "build_autoencoder", None) or module.build_vae
+        gflop = 2 * forward_macs(build()[2]) * (3 * n_train + n_test) / 1e9
+        rates = "".join(f"  {gflop / s:>8.0f}" for s in row.values() if s)
+        print(f"{script:32}  {gflop:>8.0f}{rates}")
     print(f"{os.cpu_count()} CPU cores" + (f"; epochs of {args.limit} images, "
           "extrapolated to 60,000" if args.limit else ""))
 

@@ -4,7 +4,7 @@ Description: Runs the six scripts (and --sparse) on one dataset, then collects e
 <prefix>_metrics.json and the 5-nearest-neighbour accuracy of the saved features into
 results/results.json and a markdown table (results/results.md) for the README.
 
-    python benchmarks/run_all.py --data mnist.npz          # about 75 minutes on 2 cores
+    python benchmarks/run_all.py --data mnist.npz          # about 45 minutes on 2 cores
     python benchmarks/run_all.py --data mnist.npz --collect-only
 
 Every run's outputs (features, figures, models) stay in --out-dir (default
