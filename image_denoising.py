@@ -89,8 +89,8 @@ def build_autoencoder():
 
 
 def main():
-    # Convolutions spend their time in large matrix products, which CPUs with
-    # bfloat16 instructions do faster in mixed precision (results/tuning.md).
+    # On CPUs with bfloat16 instructions, mixed precision was never slower for the
+    # convolutional models and often faster; the dense ones lost (results/tuning.md).
     parser = training.make_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
     args = training.setup(parser.parse_args(), RECIPES)
 

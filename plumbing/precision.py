@@ -13,11 +13,11 @@ def choose_precision(requested, on_cpu=False):
 
     Mixed precision pays off only where the hardware multiplies 16-bit numbers
     natively: on GPUs (bfloat16 from compute capability 8, float16 on 7.x), and on
-    CPUs with bfloat16 instructions (AVX512_BF16, or AMX-BF16) for models whose
-    time goes into large matrix products: the convolutional ones, which set
-    ``on_cpu``. A small dense model spends its time elsewhere and ran slower in
-    bfloat16 on such a CPU; without those instructions bfloat16 is slower still
-    (results/tuning.md). So auto keeps float32 there.
+    CPUs with bfloat16 instructions (AVX512_BF16, or AMX-BF16) for the models that
+    set ``on_cpu``: the convolutional ones, which were never slower in bfloat16 on
+    such a CPU and often faster, the more so in larger batches. The small dense
+    models ran slower in bfloat16 there; without those instructions bfloat16 is
+    slower still (results/tuning.md). So auto keeps float32 there.
     """
     if requested != "auto":
         return requested, "as asked"
