@@ -107,7 +107,7 @@ def _leaf_layers(model):
 
 
 def run_measured(command, env):
-    """Run ``command``; return its exit status, stdout, stderr and peak memory (MB)."""
+    """Run ``command``; return its exit status, stdout, stderr and peak memory (MiB)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=ROOT,
                                  env=env)
@@ -120,7 +120,7 @@ def run_measured(command, env):
 
 def run_side(args, script, side, backend="tensorflow", precision="auto"):
     """Run one side in a fresh process; return its seconds per full epoch, the
-    precision it ran in and its peak memory in MB."""
+    precision it ran in and its peak memory in MiB."""
     limit = ["--limit", str(args.limit)] if args.limit else []
     env = dict(os.environ, KERAS_BACKEND=backend)
     scale = 60000 / args.limit if args.limit else 1.0  # extrapolate to 60k images
@@ -178,7 +178,7 @@ def main():
 
     sides = [(b, p) for b in args.backends for p in args.precisions]
     header = ([] if args.skip_port else ["port (TF)"]) + [f"{b} {p}" for b, p in sides]
-    print("Seconds per epoch (peak memory in MB); speed-ups against the port")
+    print("Seconds per epoch (peak memory in MiB); speed-ups against the port")
     print(f"{'script':32}" + "".join(f"  {h:>32}" for h in header))
     timings = {}
     for script in args.scripts:

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from plumbing import cli, figures
+from plumbing.data import IMAGE_SHAPE
 from plumbing.files import OutputSet, save_pickle
 
 # TensorFlow prints several lines of C++ start-up chatter at import; keep the
@@ -324,7 +325,7 @@ def save_outputs(args, prefix, *, encoder, decoder, codes, labels, images, data_
     codes = np.asarray(codes, dtype=np.float32)
     refuse_collapsed(codes)
     metrics = run_record(args, data_info, history, timer, guard, codes, measurements)
-    images = np.round(np.reshape(images, (len(images), *figures.IMAGE_SHAPE)) * 255)
+    images = np.round(np.reshape(images, (len(images), *IMAGE_SHAPE)) * 255)
     try:
         with OutputSet(args.out_dir, prefix) as outputs:
             save_pickle(codes, outputs.path("features.pickle"))

@@ -103,22 +103,27 @@ def test_missing_bokeh_or_tensorboard_is_a_one_line_user_error(tmp_path, monkeyp
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     need("selenium", "chromium")
     need(program="chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    # Chromium's profile and the temporary folders it leaves behind after quitting
+    # (a profile copy, a singleton socket) go under pytest's own temporary folder,
+    # which pytest prunes, rather than piling up in /tmp run after run.
+    scratch = tmp_path_factory.mktemp("chromium")
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
+    options.add_argument(f"--user-data-dir={scratch / 'profile'}")
     for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--window-size=1400,1000", "--force-device-scale-factor=1",
                      # Offline: any request the page makes to a server goes nowhere.
                      "--proxy-server=http://127.0.0.1:9",
                      "--proxy-bypass-list=<-loopback>"]:
         options.add_argument(argument)
-    driver = webdriver.Chrome(options=options,
-                              service=Service(shutil.which("chromedriver")))
+    driver = webdriver.Chrome(options=options, service=Service(
+        shutil.which("chromedriver"), env={**os.environ, "TMPDIR": str(scratch)}))
     driver.set_script_timeout(TIMEOUT)
     yield driver
     driver.quit()
