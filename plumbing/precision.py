@@ -15,7 +15,7 @@ def choose_precision(requested, on_cpu=False):
     natively: on GPUs (bfloat16 from compute capability 8, float16 on 7.x), and on
     CPUs with bfloat16 instructions (AVX512_BF16, or AMX-BF16) for the models that
     set ``on_cpu``: the convolutional ones, which were never slower in bfloat16 on
-    such a CPU and often faster, the more so in larger batches. The small dense
+    such a CPU and often faster. The small dense
     models ran slower in bfloat16 there; without those instructions bfloat16 is
     slower still (results/tuning.md). So auto keeps float32 there.
     """
