@@ -1,6 +1,8 @@
 """
 Title: A convolutional autoencoder
-Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Date created: 2016/05/14
+Last modified: 2026/12/01
 Description: Convolutions and pooling squeeze each digit into a 4x4x8 code.
 
     python convolutional_autoencoder.py                     # our recipe
@@ -8,20 +10,37 @@ Description: Convolutions and pooling squeeze each digit into a 4x4x8 code.
 
 Outputs go to features/ (see README): the test set's (4, 4, 8) codes as
 conv_autoe_features.pickle, their labels and images, a metrics file, figures of the
-reconstructions and of the codes, and the trained encoder and decoder.
+reconstructions, of the codes and of the learning curves, the trained encoder and
+decoder, and TensorBoard's logs in features/logs/ (the blog's
+`tensorboard --logdir=/tmp/autoencoder`, in our folder).
 """
 
 """
 ## Setup
 
-`plumbing` does the chores (command line, data, saving); everything about the model
-and its training is in this file.
+The lesson runs from the repository's top folder, beside `plumbing` (the chores:
+command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
+in its own folder, `notebooks/`, so a notebook first moves up one.
 """
 
-from plumbing import data, figures, training  # first: it imports Keras quietly
+import os
+import sys
 
-import keras
-from keras import layers
+if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
+    os.chdir("..")  # from notebooks/ to the repository's top folder
+try:
+    from plumbing import cli
+except ModuleNotFoundError:
+    raise SystemExit("plumbing not found: open this lesson from a clone of the "
+                     "keras-autoencoders repository (see its README)") from None
+
+"""
+Run as a script, the lesson takes its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them, for
+example `options = "--epochs 5 --limit 10000"`.
+"""
+
+options = ""
 
 """
 ## Training recipes
@@ -39,6 +58,32 @@ RECIPES = {
     "tutorial": dict(epochs=50, batch_size=128, optimizer="adadelta", learning_rate=1.0,
                      schedule="constant", warmup=0),
 }
+
+"""
+The options are read before Keras loads, so that `--help` and a mistyped option
+answer at once. On CPUs with bfloat16 instructions, mixed precision was never slower
+for the convolutional models and often faster, while the dense ones lost
+(results/tuning.md): so `auto` precision asks for it here.
+"""
+
+parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
+args = parser.parse_options(options)
+
+from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+args = training.setup(args, RECIPES)
+
+"""
+## The data
+
+28x28 images with one (grey) channel, values in [0, 1].
+"""
+
+(x_train, _), (x_test, y_test), data_info = data.load_mnist(
+    args.data, args.limit, shape=(28, 28, 1))
 
 """
 ## The model
@@ -75,53 +120,71 @@ def build_autoencoder():
     return encoder, decoder, autoencoder
 
 
-def main():
-    # On CPUs with bfloat16 instructions, mixed precision was never slower for the
-    # convolutional models and often faster; the dense ones lost (results/tuning.md).
-    parser = training.make_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
-    args = training.setup(parser.parse_args(), RECIPES)
+encoder, decoder, autoencoder = build_autoencoder()
 
-    # ## The data: 28x28 images with one (grey) channel, values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
-        args.data, args.limit, shape=(28, 28, 1))
+"""
+## Compiling
 
-    # ## Training: reconstruct the input, pixel by pixel binary cross-entropy.
-    encoder, decoder, autoencoder = build_autoencoder()
-    autoencoder.compile(
-        optimizer=keras.optimizers.get({
-            "class_name": args.optimizer,
-            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
-        loss="binary_crossentropy",
-    )
-    timer = training.EpochTimer()
-    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-    history = autoencoder.fit(
-        x_train, x_train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        validation_data=(x_test, x_test),
-        callbacks=[timer, guard],
-        verbose=training.VERBOSE,
-    )
+Reconstruct the input, scored pixel by pixel with binary cross-entropy.
+"""
 
-    # ## What it learned: reconstructions, the codes themselves (each 4x4x8 code drawn
-    # as its 8 maps side by side), and the codes saved as features.
-    codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
-    reconstructed = decoder.predict(codes[:10], verbose=0)
-    plots = {
-        "reconstructions": figures.digit_rows(
-            [("original", x_test[:10]), ("reconstructed", reconstructed)],
-            title="Convolutional autoencoder: test digits"),
-        "codes": figures.code_maps(
-            codes[:10], title="Codes of the first 10 test digits (8 maps of 4x4)"),
-    }
-    training.save_outputs(
-        args, "conv_autoe", encoder=encoder, decoder=decoder, codes=codes,
-        labels=y_test, images=x_test, data_info=data_info, history=history,
-        timer=timer, guard=guard, plots=plots)
-    figures.show_figures(args.show)
+autoencoder.compile(
+    optimizer=keras.optimizers.get({
+        "class_name": args.optimizer,
+        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    loss="binary_crossentropy",
+)
 
+"""
+## Training
 
-if __name__ == "__main__":
-    training.cli.main_guard(main)
+The blog trains this model with the TensorBoard callback, to watch the curves while
+it runs: `tensorboard --logdir features/logs` shows them, one run folder per run.
+"""
+
+timer = training.EpochTimer()
+guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+callbacks = [timer, guard]
+if args.logs:
+    callbacks.append(keras.callbacks.TensorBoard(training.log_dir(args, "conv_autoe")))
+history = autoencoder.fit(
+    x_train, x_train,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    shuffle=True,
+    validation_data=(x_test, x_test),
+    callbacks=callbacks,
+    verbose=training.VERBOSE,
+)
+
+"""
+## What it learned
+
+The learning curves; the reconstructions; and the codes themselves, each 4x4x8 code
+drawn as its 8 maps side by side. The codes are the features to visualise.
+"""
+
+codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+reconstructed = decoder.predict(codes[:10], verbose=0)
+plots = {
+    "history": figures.learning_curves(history.history,
+                                       title="Convolutional autoencoder: learning"),
+    "reconstructions": figures.digit_rows(
+        [("original", x_test[:10]), ("reconstructed", reconstructed)],
+        title="Convolutional autoencoder: test digits"),
+    "codes": figures.code_maps(
+        codes[:10], title="Codes of the first 10 test digits (8 maps of 4x4)"),
+}
+
+"""
+## Saving
+
+Everything is written to `features/` as one set: an interrupted run leaves the
+previous set as it was.
+"""
+
+training.save_outputs(
+    args, "conv_autoe", encoder=encoder, decoder=decoder, codes=codes,
+    labels=y_test, images=x_test, data_info=data_info, history=history,
+    timer=timer, guard=guard, plots=plots)
+figures.show_figures(args.show)

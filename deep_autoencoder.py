@@ -1,29 +1,45 @@
 """
 Title: A deep autoencoder
-Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Date created: 2016/05/14
+Last modified: 2026/12/01
 Description: Three Dense layers down to a 32-number code, three back up.
 
     python deep_autoencoder.py                     # our recipe
     python deep_autoencoder.py --recipe tutorial   # the tutorial's, exactly
 
 Outputs go to features/ (see README): the test set's 32-d codes as
-deep_autoe_features.pickle, their labels and images, a metrics file, a figure of
-reconstructions and the trained encoder and decoder.
+deep_autoe_features.pickle, their labels and images, a metrics file, figures of
+reconstructions and of the learning curves, the trained encoder and decoder, and
+TensorBoard's logs in features/logs/.
 """
 
 """
 ## Setup
 
-`plumbing` does the chores (command line, data, saving); everything about the model
-and its training is in this file.
+The lesson runs from the repository's top folder, beside `plumbing` (the chores:
+command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
+in its own folder, `notebooks/`, so a notebook first moves up one.
 """
 
-from plumbing import data, figures, training  # first: it imports Keras quietly
+import os
+import sys
 
-import keras
-from keras import layers
+if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
+    os.chdir("..")  # from notebooks/ to the repository's top folder
+try:
+    from plumbing import cli
+except ModuleNotFoundError:
+    raise SystemExit("plumbing not found: open this lesson from a clone of the "
+                     "keras-autoencoders repository (see its README)") from None
 
-PIXELS = 28 * 28
+"""
+Run as a script, the lesson takes its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them, for
+example `options = "--epochs 5 --limit 10000"`.
+"""
+
+options = ""
 
 """
 ## Training recipes
@@ -34,8 +50,8 @@ the batches of 256 and trains half as long again at a higher rate: Adam at 0.003
 warmed up from zero over 5 epochs (started at full rate, a high rate switches off code
 units for good in the first steps, as in the simple autoencoder), then decaying along
 a cosine. Batches of 64 also reach the target in 100 epochs, through four times as
-many noisier steps, but each of those epochs is slower (results/tuning.md; README,
-"Results" and "Speed").
+many noisier steps, but each of those epochs is slower (results/tuning.md; docs/results.md and
+docs/speed.md).
 """
 
 RECIPES = {
@@ -44,6 +60,32 @@ RECIPES = {
     "tutorial": dict(epochs=100, batch_size=256, optimizer="adadelta",
                      learning_rate=1.0, schedule="constant", warmup=0),
 }
+
+PIXELS = 28 * 28
+
+"""
+The options are read before Keras loads, so that `--help` and a mistyped option
+answer at once. Then `plumbing.training` loads Keras, and `setup` fills in the
+recipe, seeds every random number generator and picks the precision.
+"""
+
+args = cli.training_parser(__doc__, RECIPES).parse_options(options)
+
+from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+args = training.setup(args, RECIPES)
+
+"""
+## The data
+
+Each 28x28 image flattened to 784 values in [0, 1].
+"""
+
+(x_train, _), (x_test, y_test), data_info = data.load_mnist(
+    args.data, args.limit, shape=(PIXELS,))
 
 """
 ## The model
@@ -71,48 +113,72 @@ def build_autoencoder():
     return encoder, decoder, autoencoder
 
 
-def main():
-    args = training.setup(training.make_parser(__doc__, RECIPES).parse_args(), RECIPES)
+encoder, decoder, autoencoder = build_autoencoder()
 
-    # ## The data: each 28x28 image flattened to 784 values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
-        args.data, args.limit, shape=(PIXELS,))
+"""
+## Compiling
 
-    # ## Training: the input is its own target, scored pixel by pixel with binary
-    # cross-entropy (each grey level read as the probability of ink).
-    encoder, decoder, autoencoder = build_autoencoder()
-    autoencoder.compile(
-        optimizer=keras.optimizers.get({
-            "class_name": args.optimizer,
-            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
-        loss="binary_crossentropy",
-        **training.dense_model_speedups(),
-    )
-    timer = training.EpochTimer()
-    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-    history = autoencoder.fit(
-        x_train, x_train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        validation_data=(x_test, x_test),
-        callbacks=[timer, guard],
-        verbose=training.VERBOSE,
-    )
+The input is its own target, scored pixel by pixel with binary cross-entropy (each
+grey level read as the probability of ink).
+"""
 
-    # ## What it learned: the test set's codes become the features to visualise, and
-    # the decoder turns the first ten back into digits.
-    codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
-    reconstructed = decoder.predict(codes[:10], verbose=0)
-    plot = figures.digit_rows([("original", x_test[:10]),
-                               ("reconstructed", reconstructed)],
-                              title="Deep autoencoder: test digits")
-    training.save_outputs(
-        args, "deep_autoe", encoder=encoder, decoder=decoder, codes=codes,
-        labels=y_test, images=x_test, data_info=data_info, history=history,
-        timer=timer, guard=guard, plots={"reconstructions": plot})
-    figures.show_figures(args.show)
+autoencoder.compile(
+    optimizer=keras.optimizers.get({
+        "class_name": args.optimizer,
+        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    loss="binary_crossentropy",
+    **training.dense_model_speedups(),
+)
 
+"""
+## Training
 
-if __name__ == "__main__":
-    training.cli.main_guard(main)
+Each epoch ends with a pass over the test digits. TensorBoard logs every epoch's
+losses and learning rate (`tensorboard --logdir features/logs`); the warm-up shows
+there as a ramp.
+"""
+
+timer = training.EpochTimer()
+guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+callbacks = [timer, guard]
+if args.logs:
+    callbacks.append(keras.callbacks.TensorBoard(training.log_dir(args, "deep_autoe")))
+history = autoencoder.fit(
+    x_train, x_train,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    shuffle=True,
+    validation_data=(x_test, x_test),
+    callbacks=callbacks,
+    verbose=training.VERBOSE,
+)
+
+"""
+## What it learned
+
+The learning curves, then the test set's codes (the features to visualise) and the
+first ten decoded back into digits.
+"""
+
+codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+reconstructed = decoder.predict(codes[:10], verbose=0)
+plots = {
+    "history": figures.learning_curves(history.history,
+                                       title="Deep autoencoder: learning"),
+    "reconstructions": figures.digit_rows(
+        [("original", x_test[:10]), ("reconstructed", reconstructed)],
+        title="Deep autoencoder: test digits"),
+}
+
+"""
+## Saving
+
+Everything is written to `features/` as one set: an interrupted run leaves the
+previous set as it was.
+"""
+
+training.save_outputs(
+    args, "deep_autoe", encoder=encoder, decoder=decoder, codes=codes,
+    labels=y_test, images=x_test, data_info=data_info, history=history,
+    timer=timer, guard=guard, plots=plots)
+figures.show_figures(args.show)

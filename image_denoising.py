@@ -1,6 +1,8 @@
 """
 Title: A denoising convolutional autoencoder
-Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Date created: 2016/05/14
+Last modified: 2026/12/01
 Description: Train on noisy digits to reproduce the clean ones.
 
     python image_denoising.py                     # our recipe
@@ -8,24 +10,36 @@ Description: Train on noisy digits to reproduce the clean ones.
 
 Outputs go to features/ (see README): the (7, 7, 32) codes of the noisy test
 digits as denoise_autoe_features.pickle, their labels and (clean) images, a metrics
-file, figures of noisy / denoised / clean digits and of the codes, and the trained
-encoder and decoder.
+file, figures of noisy / denoised / clean digits, of the codes and of the learning
+curves, the trained encoder and decoder, and TensorBoard's logs in features/logs/.
 """
 
 """
 ## Setup
 
-`plumbing` does the chores (command line, data, saving); everything about the model
-and its training is in this file.
+The lesson runs from the repository's top folder, beside `plumbing` (the chores:
+command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
+in its own folder, `notebooks/`, so a notebook first moves up one.
 """
 
-from plumbing import data, figures, training  # first: it imports Keras quietly
+import os
+import sys
 
-import keras
-import numpy as np
-from keras import layers
+if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
+    os.chdir("..")  # from notebooks/ to the repository's top folder
+try:
+    from plumbing import cli
+except ModuleNotFoundError:
+    raise SystemExit("plumbing not found: open this lesson from a clone of the "
+                     "keras-autoencoders repository (see its README)") from None
 
-NOISE_FACTOR = 0.5
+"""
+Run as a script, the lesson takes its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them, for
+example `options = "--epochs 5 --limit 10000"`.
+"""
+
+options = ""
 
 """
 ## Training recipes
@@ -44,8 +58,38 @@ RECIPES = {
                      learning_rate=1.0, schedule="constant", warmup=0),
 }
 
+NOISE_FACTOR = 0.5
+
 """
-## Noisy digits
+The options are read before Keras loads, so that `--help` and a mistyped option
+answer at once. On CPUs with bfloat16 instructions, mixed precision was never slower
+for the convolutional models and often faster, while the dense ones lost
+(results/tuning.md): so `auto` precision asks for it here.
+"""
+
+parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
+args = parser.parse_options(options)
+
+from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+
+args = training.setup(args, RECIPES)
+
+"""
+## The data
+
+Clean digits, 28x28 with one (grey) channel, values in [0, 1], and noisy copies of
+them.
+"""
+
+(x_train, _), (x_test, y_test), data_info = data.load_mnist(
+    args.data, args.limit, shape=(28, 28, 1))
+
+"""
+### Noisy digits
 
 Gaussian noise, clipped back to [0, 1]: clip(x + 0.5 * N(0, 1), 0, 1). The noise is
 drawn once, as in the tutorial, from --seed, so a run is repeatable.
@@ -59,6 +103,9 @@ def add_noise(images, seed):
     noisy += images
     return np.clip(noisy, 0.0, 1.0, out=noisy)
 
+
+noisy_train = add_noise(x_train, seed=args.seed)
+noisy_test = add_noise(x_test, seed=args.seed + 1)
 
 """
 ## The model
@@ -88,57 +135,74 @@ def build_autoencoder():
     return encoder, decoder, autoencoder
 
 
-def main():
-    # On CPUs with bfloat16 instructions, mixed precision was never slower for the
-    # convolutional models and often faster; the dense ones lost (results/tuning.md).
-    parser = training.make_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
-    args = training.setup(parser.parse_args(), RECIPES)
+encoder, decoder, autoencoder = build_autoencoder()
 
-    # ## The data: clean digits, and noisy copies of them.
-    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
-        args.data, args.limit, shape=(28, 28, 1))
-    noisy_train = add_noise(x_train, seed=args.seed)
-    noisy_test = add_noise(x_test, seed=args.seed + 1)
+"""
+## Compiling
 
-    # ## Training: noisy digits in, clean digits as targets.
-    encoder, decoder, autoencoder = build_autoencoder()
-    autoencoder.compile(
-        optimizer=keras.optimizers.get({
-            "class_name": args.optimizer,
-            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
-        loss="binary_crossentropy",
-    )
-    timer = training.EpochTimer()
-    guard = training.DivergenceGuard((noisy_test, x_test), args.batch_size)
-    history = autoencoder.fit(
-        noisy_train, x_train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        validation_data=(noisy_test, x_test),
-        callbacks=[timer, guard],
-        verbose=training.VERBOSE,
-    )
+Noisy digits in, clean digits as targets, scored pixel by pixel with binary
+cross-entropy.
+"""
 
-    # ## What it learned: the model is shown the NOISY test digits (the original
-    # script denoised the clean ones, which proves nothing); their codes are the
-    # saved features.
-    codes = encoder.predict(noisy_test, batch_size=args.batch_size, verbose=0)
-    denoised = decoder.predict(codes[:10], verbose=0)
-    plots = {
-        "reconstructions": figures.digit_rows(
-            [("noisy input", noisy_test[:10]), ("denoised", denoised),
-             ("clean", x_test[:10])],
-            title="Denoising autoencoder: test digits"),
-        "codes": figures.code_maps(
-            codes[:10], title="Codes of the first 10 noisy test digits (32 maps of 7x7)"),
-    }
-    training.save_outputs(
-        args, "denoise_autoe", encoder=encoder, decoder=decoder, codes=codes,
-        labels=y_test, images=x_test, data_info=data_info, history=history,
-        timer=timer, guard=guard, plots=plots)
-    figures.show_figures(args.show)
+autoencoder.compile(
+    optimizer=keras.optimizers.get({
+        "class_name": args.optimizer,
+        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    loss="binary_crossentropy",
+)
 
+"""
+## Training
 
-if __name__ == "__main__":
-    training.cli.main_guard(main)
+As in the blog, with the TensorBoard callback: `tensorboard --logdir features/logs`
+shows the curves, one run folder per run.
+"""
+
+timer = training.EpochTimer()
+guard = training.DivergenceGuard((noisy_test, x_test), args.batch_size)
+callbacks = [timer, guard]
+if args.logs:
+    callbacks.append(keras.callbacks.TensorBoard(training.log_dir(args, "denoise_autoe")))
+history = autoencoder.fit(
+    noisy_train, x_train,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    shuffle=True,
+    validation_data=(noisy_test, x_test),
+    callbacks=callbacks,
+    verbose=training.VERBOSE,
+)
+
+"""
+## What it learned
+
+The model is shown the NOISY test digits (the original script denoised the clean
+ones, which proves nothing); their codes are the saved features. The learning
+curves, the noisy / denoised / clean digits, and the codes as 32 maps of 7x7.
+"""
+
+codes = encoder.predict(noisy_test, batch_size=args.batch_size, verbose=0)
+denoised = decoder.predict(codes[:10], verbose=0)
+plots = {
+    "history": figures.learning_curves(history.history,
+                                       title="Denoising autoencoder: learning"),
+    "reconstructions": figures.digit_rows(
+        [("noisy input", noisy_test[:10]), ("denoised", denoised),
+         ("clean", x_test[:10])],
+        title="Denoising autoencoder: test digits"),
+    "codes": figures.code_maps(
+        codes[:10], title="Codes of the first 10 noisy test digits (32 maps of 7x7)"),
+}
+
+"""
+## Saving
+
+Everything is written to `features/` as one set: an interrupted run leaves the
+previous set as it was.
+"""
+
+training.save_outputs(
+    args, "denoise_autoe", encoder=encoder, decoder=decoder, codes=codes,
+    labels=y_test, images=x_test, data_info=data_info, history=history,
+    timer=timer, guard=guard, plots=plots)
+figures.show_figures(args.show)

@@ -1,6 +1,8 @@
 """
 Title: A simple autoencoder, and its sparse variant
-Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Date created: 2016/05/14
+Last modified: 2026/12/01
 Description: Squeeze each 784-pixel MNIST digit through a 32-number code and back,
 with one Dense layer each way.
 
@@ -10,30 +12,36 @@ with one Dense layer each way.
 
 Outputs go to features/ (see README): the test set's 32-d codes as
 simple_autoe_features.pickle (sparse_autoe_... with --sparse), their labels and
-images, a metrics file, a figure of reconstructions and the trained encoder and
-decoder.
+images, a metrics file, figures of reconstructions and of the learning curves, the
+trained encoder and decoder, and TensorBoard's logs in features/logs/.
 """
 
 """
 ## Setup
 
-`plumbing` does the chores (command line, data, saving); everything about the model
-and its training is in this file.
+The lesson runs from the repository's top folder, beside `plumbing` (the chores:
+command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
+in its own folder, `notebooks/`, so a notebook first moves up one.
 """
 
-import json
-from pathlib import Path
+import os
+import sys
 
-from plumbing import data, figures, training  # first: it imports Keras quietly
+if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
+    os.chdir("..")  # from notebooks/ to the repository's top folder
+try:
+    from plumbing import cli
+except ModuleNotFoundError:
+    raise SystemExit("plumbing not found: open this lesson from a clone of the "
+                     "keras-autoencoders repository (see its README)") from None
 
-import keras
-from keras import layers
+"""
+Run as a script, the lesson takes its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them, for
+example `options = "--epochs 5 --limit 10000"`.
+"""
 
-PIXELS = 28 * 28
-CODE_SIZE = 32  # 784 / 32: a compression factor of 24.5
-
-# The L1 activity penalty of the sparse model: the blog's 1e-4 (written 10e-5).
-DEFAULT_SPARSITY = 1e-4
+options = ""
 
 """
 ## Training recipes
@@ -46,7 +54,7 @@ the first steps: a ReLU unit pushed below zero for every digit gets no gradient 
 stays dead. So ours warms the rate up from zero to 0.02 over 10 epochs, which kills
 none, then lets it decay along a cosine over 200 epochs, so that the last steps are
 small and careful. The sparse model trains with it too. results/tuning.md has the
-runs behind these choices; README, "Results", what they reach.
+runs behind these choices; docs/results.md, what they reach.
 """
 
 RECIPES = {
@@ -56,6 +64,46 @@ RECIPES = {
                      schedule="constant", warmup=0),
 }
 SPARSE_RECIPES = {**RECIPES, "tutorial": {**RECIPES["tutorial"], "epochs": 100}}
+
+PIXELS = 28 * 28
+CODE_SIZE = 32  # 784 / 32: a compression factor of 24.5
+
+# The L1 activity penalty of the sparse model: the blog's 1e-4 (written 10e-5).
+DEFAULT_SPARSITY = 1e-4
+
+"""
+The options are read before Keras loads, so that `--help` and a mistyped option
+answer at once. Then `plumbing.training` loads Keras, and `setup` fills in the
+recipe, seeds every random number generator and picks the precision.
+"""
+
+parser = cli.training_parser(__doc__, RECIPES)
+parser.add_argument("--sparse", action="store_true",
+                    help="add an L1 activity penalty on the code: the sparse "
+                         "autoencoder (the tutorial trains it for "
+                         f"{SPARSE_RECIPES['tutorial']['epochs']} epochs)")
+parser.add_argument("--sparsity", type=cli.positive_float, default=DEFAULT_SPARSITY,
+                    help="strength of the L1 penalty used with --sparse "
+                         "(default: %(default)s)")
+args = parser.parse_options(options)
+
+from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+args = training.setup(args, SPARSE_RECIPES if args.sparse else RECIPES)
+prefix = "sparse_autoe" if args.sparse else "simple_autoe"
+
+"""
+## The data
+
+Each 28x28 image becomes a vector of 784 values in [0, 1]. The labels are not used
+for training, only to colour the plots later.
+"""
+
+(x_train, _), (x_test, y_test), data_info = data.load_mnist(
+    args.data, args.limit, shape=(PIXELS,))
 
 """
 ## The model
@@ -88,78 +136,83 @@ def build_autoencoder(sparsity=0.0):
     return encoder, decoder, autoencoder
 
 
-def main():
-    parser = training.make_parser(__doc__, RECIPES)
-    parser.add_argument("--sparse", action="store_true",
-                        help="add an L1 activity penalty on the code: the sparse "
-                             "autoencoder (the tutorial trains it for "
-                             f"{SPARSE_RECIPES['tutorial']['epochs']} epochs)")
-    parser.add_argument("--sparsity", type=training.cli.positive_float,
-                        default=DEFAULT_SPARSITY,
-                        help="strength of the L1 penalty used with --sparse "
-                             "(default: %(default)s)")
-    args = parser.parse_args()
-    args = training.setup(args, SPARSE_RECIPES if args.sparse else RECIPES)
-    prefix = "sparse_autoe" if args.sparse else "simple_autoe"
+encoder, decoder, autoencoder = build_autoencoder(args.sparsity if args.sparse else 0)
 
-    # ## The data: each 28x28 image becomes a vector of 784 values in [0, 1]. Labels
-    # are not used for training, only to colour the plots later.
-    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
-        args.data, args.limit, shape=(PIXELS,))
+"""
+## Compiling
 
-    # ## Training: the input is its own target. Per-pixel binary cross-entropy reads
-    # each grey level as the probability of ink: it suits the sigmoid output and
-    # trains faster than squared error.
-    encoder, decoder, autoencoder = build_autoencoder(args.sparsity if args.sparse else 0)
-    autoencoder.compile(
-        optimizer=keras.optimizers.get({
-            "class_name": args.optimizer,
-            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
-        loss="binary_crossentropy",
-        # With --sparse the loss includes the penalty; this metric is the
-        # reconstruction error alone, comparable with the plain model's.
-        metrics=[keras.metrics.BinaryCrossentropy(name="reconstruction")],
-        **training.dense_model_speedups(),
-    )
-    timer = training.EpochTimer()
-    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-    history = autoencoder.fit(
-        x_train, x_train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        validation_data=(x_test, x_test),
-        callbacks=[timer, guard],
-        verbose=training.VERBOSE,
-    )
+The input is its own target. Per-pixel binary cross-entropy reads each grey level
+as the probability of ink: it suits the sigmoid output and trains faster than
+squared error.
+"""
 
-    # ## What it learned: the test set's codes become the features to visualise, and
-    # the decoder turns the first ten back into digits.
-    codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
-    reconstructed = decoder.predict(codes[:10], verbose=0)
-    title = "Sparse autoencoder" if args.sparse else "Simple autoencoder"
-    plot = figures.digit_rows([("original", x_test[:10]),
-                               ("reconstructed", reconstructed)],
-                              title=f"{title}: test digits")
-    metrics = training.save_outputs(
-        args, prefix, encoder=encoder, decoder=decoder, codes=codes, labels=y_test,
-        images=x_test, data_info=data_info, history=history, timer=timer, guard=guard,
-        plots={"reconstructions": plot},
-        **({"sparsity": args.sparsity} if args.sparse else {}))
+autoencoder.compile(
+    optimizer=keras.optimizers.get({
+        "class_name": args.optimizer,
+        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    loss="binary_crossentropy",
+    # With --sparse the loss includes the penalty; this metric is the reconstruction
+    # error alone, comparable with the plain model's.
+    metrics=[keras.metrics.BinaryCrossentropy(name="reconstruction")],
+    **training.dense_model_speedups(),
+)
 
-    # The mean activation shows what the penalty did: compare it with the other
-    # model's, if that one has been trained.
-    print(f"Mean code activation {codes.mean():.3f}, test reconstruction loss "
-          f"{metrics['test_reconstruction']:.4f}")
-    other = "simple_autoe" if args.sparse else "sparse_autoe"
-    other_metrics = Path(args.out_dir) / f"{other}_metrics.json"
-    if other_metrics.exists():
-        theirs = json.loads(other_metrics.read_text())
-        print(f"  vs {other}: mean code activation "
-              f"{theirs['mean_code_activation']:.3f}, test reconstruction loss "
-              f"{theirs.get('test_reconstruction', float('nan')):.4f}")
-    figures.show_figures(args.show)
+"""
+## Training
 
+Each epoch ends with a pass over the test digits (`validation_data`). Beside the
+progress bar, three callbacks watch: TensorBoard logs every epoch's losses and
+learning rate (`tensorboard --logdir features/logs`), a timer measures the epochs,
+and a guard stops a run that diverges.
+"""
 
-if __name__ == "__main__":
-    training.cli.main_guard(main)
+timer = training.EpochTimer()
+guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+callbacks = [timer, guard]
+if args.logs:
+    callbacks.append(keras.callbacks.TensorBoard(training.log_dir(args, prefix)))
+history = autoencoder.fit(
+    x_train, x_train,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    shuffle=True,
+    validation_data=(x_test, x_test),
+    callbacks=callbacks,
+    verbose=training.VERBOSE,
+)
+
+"""
+## What it learned
+
+The learning curves first: is the test loss still falling, and does it follow the
+training loss? Then the test set's codes, which become the features to visualise,
+and the first ten of them decoded back into digits.
+"""
+
+codes = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+reconstructed = decoder.predict(codes[:10], verbose=0)
+title = "Sparse autoencoder" if args.sparse else "Simple autoencoder"
+plots = {
+    "history": figures.learning_curves(history.history, title=f"{title}: learning"),
+    "reconstructions": figures.digit_rows(
+        [("original", x_test[:10]), ("reconstructed", reconstructed)],
+        title=f"{title}: test digits"),
+}
+
+"""
+## Saving
+
+The codes, their labels and images, the figures, the encoder and decoder and a
+metrics record are written to `features/` as one set: an interrupted run leaves the
+previous set as it was. The mean activation shows what the sparsity penalty did:
+compare it with the other model's, if that one has been trained.
+"""
+
+metrics = training.save_outputs(
+    args, prefix, encoder=encoder, decoder=decoder, codes=codes, labels=y_test,
+    images=x_test, data_info=data_info, history=history, timer=timer, guard=guard,
+    plots=plots, **({"sparsity": args.sparsity} if args.sparse else {}))
+print(f"Mean code activation {codes.mean():.3f}, test reconstruction loss "
+      f"{metrics['test_reconstruction']:.4f}")
+training.compare_with(args, "simple_autoe" if args.sparse else "sparse_autoe")
+figures.show_figures(args.show)

@@ -1,6 +1,8 @@
 """
 Title: A variational autoencoder (VAE) with a 2-d latent space
-Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Date created: 2016/05/14
+Last modified: 2026/12/01
 Description: Learn a smooth 2-d map of MNIST that can be decoded anywhere.
 
     python variational_autoencoder.py                     # our recipe
@@ -8,8 +10,9 @@ Description: Learn a smooth 2-d map of MNIST that can be decoded anywhere.
 
 Outputs go to features/ (see README): the test set's 2-d latent means as
 variational_autoe_features.pickle, their labels and images, a metrics file, figures
-of the latent space, of a 15x15 manifold of decoded digits and of reconstructions,
-and the trained encoder and decoder.
+of the latent space, of a 15x15 manifold of decoded digits, of reconstructions and
+of the learning curves, the trained encoder and decoder, and TensorBoard's logs in
+features/logs/.
 
 Written with `keras` and `keras.ops` only, so it runs on the TensorFlow, JAX and
 PyTorch backends (set KERAS_BACKEND).
@@ -18,21 +21,30 @@ PyTorch backends (set KERAS_BACKEND).
 """
 ## Setup
 
-`plumbing` does the chores (command line, data, saving); everything about the model
-and its training is in this file.
+The lesson runs from the repository's top folder, beside `plumbing` (the chores:
+command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
+in its own folder, `notebooks/`, so a notebook first moves up one.
 """
 
 import argparse
+import os
+import sys
 
-from plumbing import data, figures, training  # first: it imports Keras quietly
+if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
+    os.chdir("..")  # from notebooks/ to the repository's top folder
+try:
+    from plumbing import cli
+except ModuleNotFoundError:
+    raise SystemExit("plumbing not found: open this lesson from a clone of the "
+                     "keras-autoencoders repository (see its README)") from None
 
-import keras
-import numpy as np
-from keras import layers, ops
-from scipy.stats import norm
+"""
+Run as a script, the lesson takes its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them, for
+example `options = "--epochs 5 --limit 10000"`.
+"""
 
-PIXELS = 28 * 28
-LATENT_DIM = 2  # two numbers per digit, so the latent space can be drawn as is
+options = ""
 
 """
 ## Training recipes
@@ -41,8 +53,8 @@ The blog trains for 50 epochs in batches of 100 with RMSprop at 0.001. Adam at 0
 decaying along a cosine, does better in 100 epochs, but by then the model fits the
 training digits several nats better than the test digits, and training longer only
 widens that gap. With coin flips (below) the gap stays small, and our recipe (Adam
-at 0.003, coin flips, 200 epochs) goes further (results/tuning.md; README,
-"Results").
+at 0.003, coin flips, 200 epochs) goes further (results/tuning.md;
+docs/results.md).
 """
 
 RECIPES = {
@@ -51,6 +63,44 @@ RECIPES = {
     "tutorial": dict(epochs=50, batch_size=100, optimizer="rmsprop",
                      learning_rate=0.001, schedule="constant", warmup=0),
 }
+
+PIXELS = 28 * 28
+LATENT_DIM = 2  # two numbers per digit, so the latent space can be drawn as is
+
+"""
+The options are read before Keras loads, so that `--help` and a mistyped option
+answer at once. Then `plumbing.training` loads Keras, and `setup` fills in the
+recipe, seeds every random number generator and picks the precision.
+"""
+
+parser = cli.training_parser(__doc__, RECIPES)
+parser.add_argument("--coin-flips", action=argparse.BooleanOptionalAction,
+                    help="in training, show the encoder each digit as coin flips, "
+                         "every pixel inked with the probability its grey level "
+                         "gives (default: on with our recipe, off with the "
+                         "tutorial's)")
+args = parser.parse_options(options)
+
+from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers, ops  # noqa: E402
+from scipy.stats import norm  # noqa: E402
+
+args = training.setup(args, RECIPES)
+if args.coin_flips is None:
+    args.coin_flips = args.recipe == "ours"
+print(f"Coin flips: {'on' if args.coin_flips else 'off'}")
+
+"""
+## The data
+
+Each 28x28 image flattened to 784 values in [0, 1].
+"""
+
+(x_train, _), (x_test, y_test), data_info = data.load_mnist(
+    args.data, args.limit, shape=(PIXELS,))
 
 """
 ## The loss: reconstruction plus KL
@@ -177,6 +227,51 @@ def build_vae(seed=None, coin_flips=False):
     return encoder, decoder, vae
 
 
+encoder, decoder, vae = build_vae(args.seed, coin_flips=args.coin_flips)
+
+"""
+## Compiling
+
+The loss is the negative evidence lower bound, in nats per image: the compiled
+reconstruction loss plus the KL term that `Sampling` adds.
+"""
+
+vae.compile(
+    optimizer=keras.optimizers.get({
+        "class_name": args.optimizer,
+        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    loss=reconstruction_loss,
+    metrics=[keras.metrics.MeanMetricWrapper(reconstruction_loss,
+                                             name="reconstruction")],
+    # TensorFlow's XLA makes the coin flips' random numbers slowly on a CPU.
+    **training.dense_model_speedups(xla=not args.coin_flips),
+)
+
+"""
+## Training
+
+`LogKLTerm` comes before TensorBoard in the callbacks, so that TensorBoard logs the
+KL term too: `tensorboard --logdir features/logs` shows the loss, both terms and
+the learning rate, for training and test digits. A KL term that falls to zero would
+mean the codes carry nothing (a collapsed posterior).
+"""
+
+timer = training.EpochTimer()
+guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+callbacks = [LogKLTerm(), timer, guard]
+if args.logs:
+    callbacks.append(keras.callbacks.TensorBoard(
+        training.log_dir(args, "variational_autoe")))
+history = vae.fit(
+    x_train, x_train,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    shuffle=True,
+    validation_data=(x_test, x_test),
+    callbacks=callbacks,
+    verbose=training.VERBOSE,
+)
+
 """
 ## The manifold
 
@@ -199,8 +294,10 @@ def decode_manifold(decoder, title, n=15):
 ## What it learned
 
 The test loss is measured once more after training, with its two terms: their sum
-is the loss. Drawn by digit, the latent means show how the VAE organised MNIST, and
-the manifold what each region of the plane decodes to.
+is the loss. The learning curves show both terms epoch by epoch. Drawn by digit,
+the latent means show how the VAE organised MNIST, and the manifold what each
+region of the plane decodes to. The latent means of the test digits are the
+features to visualise.
 """
 
 
@@ -208,13 +305,16 @@ def evaluate_terms(vae, x_test, batch_size):
     test = vae.evaluate(x_test, x_test, batch_size=batch_size, verbose=0,
                         return_dict=True)
     test["kl"] = test["loss"] - test["reconstruction"]
-    print(f"Test loss {test['loss']:.1f} = reconstruction {test['reconstruction']:.1f} "
-          f"+ KL {test['kl']:.1f}")
+    # Printed as rounded, the two terms and their sum must still add up.
+    reconstruction, kl = round(test["reconstruction"], 1), round(test["kl"], 1)
+    print(f"Test loss {reconstruction + kl:.1f} = reconstruction {reconstruction:.1f} "
+          f"+ KL {kl:.1f} (nats per digit)")
     return test
 
 
-def vae_figures(name, x_test, y_test, z_mean, reconstructed, decoder):
+def vae_figures(name, history, x_test, y_test, z_mean, reconstructed, decoder):
     return {
+        "history": figures.learning_curves(history.history, title=f"{name}: learning"),
         "reconstructions": figures.digit_rows(
             [("original", x_test[:10]), ("reconstructed", reconstructed)],
             title=f"{name}: test digits"),
@@ -225,59 +325,21 @@ def vae_figures(name, x_test, y_test, z_mean, reconstructed, decoder):
     }
 
 
-def main():
-    parser = training.make_parser(__doc__, RECIPES)
-    parser.add_argument("--coin-flips", action=argparse.BooleanOptionalAction,
-                        help="in training, show the encoder each digit as coin "
-                             "flips, every pixel inked with the probability its grey "
-                             "level gives (default: on with our recipe, off with the "
-                             "tutorial's)")
-    args = training.setup(parser.parse_args(), RECIPES)
-    if args.coin_flips is None:
-        args.coin_flips = args.recipe == "ours"
-    print(f"Coin flips: {'on' if args.coin_flips else 'off'}")
+test = evaluate_terms(vae, x_test, args.batch_size)
+z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+reconstructed = decoder.predict(z_mean[:10], verbose=0)
+plots = vae_figures("VAE", history, x_test, y_test, z_mean, reconstructed, decoder)
 
-    # ## The data: each 28x28 image flattened to 784 values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
-        args.data, args.limit, shape=(PIXELS,))
+"""
+## Saving
 
-    # ## Training: the loss is the negative evidence lower bound, in nats per image.
-    encoder, decoder, vae = build_vae(args.seed, coin_flips=args.coin_flips)
-    vae.compile(
-        optimizer=keras.optimizers.get({
-            "class_name": args.optimizer,
-            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
-        loss=reconstruction_loss,
-        metrics=[keras.metrics.MeanMetricWrapper(reconstruction_loss,
-                                                 name="reconstruction")],
-        # TensorFlow's XLA makes the coin flips' random numbers slowly on a CPU.
-        **training.dense_model_speedups(xla=not args.coin_flips),
-    )
-    timer = training.EpochTimer()
-    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-    history = vae.fit(
-        x_train, x_train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        validation_data=(x_test, x_test),
-        callbacks=[LogKLTerm(), timer, guard],
-        verbose=training.VERBOSE,
-    )
+Everything is written to `features/` as one set: an interrupted run leaves the
+previous set as it was.
+"""
 
-    # ## What it learned: the test loss and its two terms; the latent means of the
-    # test digits, which are the features; ten of them decoded back into digits.
-    test = evaluate_terms(vae, x_test, args.batch_size)
-    z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
-    reconstructed = decoder.predict(z_mean[:10], verbose=0)
-    plots = vae_figures("VAE", x_test, y_test, z_mean, reconstructed, decoder)
-    training.save_outputs(
-        args, "variational_autoe", encoder=encoder, decoder=decoder, codes=z_mean,
-        labels=y_test, images=x_test, data_info=data_info, history=history,
-        timer=timer, guard=guard, plots=plots, coin_flips=args.coin_flips,
-        **{f"test_{name}": value for name, value in test.items()})
-    figures.show_figures(args.show)
-
-
-if __name__ == "__main__":
-    training.cli.main_guard(main)
+training.save_outputs(
+    args, "variational_autoe", encoder=encoder, decoder=decoder, codes=z_mean,
+    labels=y_test, images=x_test, data_info=data_info, history=history,
+    timer=timer, guard=guard, plots=plots, coin_flips=args.coin_flips,
+    **{f"test_{name}": value for name, value in test.items()})
+figures.show_figures(args.show)

@@ -1,7 +1,8 @@
 """
 Title: A convolutional variational autoencoder with transposed convolutions
-Based on: "Building Autoencoders in Keras", Francois Chollet, Keras blog (2016), and
-Keras' 2017 example variational_autoencoder_deconv.py
+Author: François Chollet (the 2016 blog post and Keras' 2017 example); the keras-autoencoders authors (this lesson)
+Date created: 2017/03/02
+Last modified: 2026/12/01
 Description: The 2-d VAE again, with a convolutional encoder and a decoder of
 transposed ("deconvolution") layers.
 
@@ -10,33 +11,46 @@ transposed ("deconvolution") layers.
 
 Outputs go to features/ (see README): the test set's 2-d latent means as
 variational_autoe_deconv_features.pickle, their labels and images, a metrics file,
-figures of the latent space, of a 15x15 manifold and of reconstructions, and the
-trained encoder and decoder.
+figures of the latent space, of a 15x15 manifold, of reconstructions and of the
+learning curves, the trained encoder and decoder, and TensorBoard's logs in
+features/logs/.
+
+This lesson builds on variational_autoencoder.py: read that one first.
 """
 
 """
 ## Setup
 
-The loss, its KL term, the sampling layer and the figures are those of
-variational_autoencoder.py (read that one first): only the encoder and the decoder
-change here.
+The lesson runs from the repository's top folder, beside `plumbing` (the chores:
+command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
+in its own folder, `notebooks/`, so a notebook first moves up one.
 """
 
-from plumbing import data, figures, training  # first: it imports Keras quietly
+import os
+import sys
 
-import keras
-from keras import layers
-from variational_autoencoder import (LATENT_DIM, LogKLTerm, Sampling,
-                                     evaluate_terms, reconstruction_loss, vae_figures)
+if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
+    os.chdir("..")  # from notebooks/ to the repository's top folder
+try:
+    from plumbing import cli
+except ModuleNotFoundError:
+    raise SystemExit("plumbing not found: open this lesson from a clone of the "
+                     "keras-autoencoders repository (see its README)") from None
 
-FILTERS = 64
+"""
+Run as a script, the lesson takes its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them, for
+example `options = "--epochs 5 --limit 10000"`.
+"""
+
+options = ""
 
 """
 ## Training recipes
 
 The 2017 Keras example this follows trains for 5 epochs in batches of 100 with
 RMSprop, and its test loss is still falling at the end. Ours trains 7 epochs, the
-learning rate decaying along a cosine, and gets below 145 nats (README, "Results").
+learning rate decaying along a cosine, and gets below 145 nats (docs/results.md).
 Adam did worse than RMSprop on this model (results/tuning.md).
 """
 
@@ -46,6 +60,49 @@ RECIPES = {
     "tutorial": dict(epochs=5, batch_size=100, optimizer="rmsprop", learning_rate=0.001,
                      schedule="constant", warmup=0),
 }
+
+FILTERS = 64
+
+"""
+The options are read before Keras loads, so that `--help` and a mistyped option
+answer at once. On CPUs with bfloat16 instructions, mixed precision was never slower
+for the convolutional models and often faster, while the dense ones lost
+(results/tuning.md): so `auto` precision asks for it here.
+"""
+
+parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
+args = parser.parse_options(options)
+
+from plumbing import data, figures, lessons, training  # noqa: E402  (loads Keras)
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+args = training.setup(args, RECIPES)
+
+"""
+## What this VAE shares with the first
+
+The loss (reconstruction plus KL, both logged), the `Sampling` layer, the test-loss
+terms and the figures are those of the MLP VAE, variational_autoencoder.py: only the
+encoder and the decoder change. `lessons.definitions` runs that lesson's
+definitions (its functions, classes and constants) without running the lesson
+itself, which would train the MLP VAE.
+"""
+
+mlp_vae = lessons.definitions("variational_autoencoder.py")
+LATENT_DIM = mlp_vae.LATENT_DIM
+Sampling, LogKLTerm = mlp_vae.Sampling, mlp_vae.LogKLTerm
+reconstruction_loss = mlp_vae.reconstruction_loss
+
+"""
+## The data
+
+28x28 images with one (grey) channel, values in [0, 1].
+"""
+
+(x_train, _), (x_test, y_test), data_info = data.load_mnist(
+    args.data, args.limit, shape=(28, 28, 1))
 
 """
 ## The model
@@ -86,51 +143,69 @@ def build_vae(seed=None):
     return encoder, decoder, vae
 
 
-def main():
-    # On CPUs with bfloat16 instructions, mixed precision was never slower for the
-    # convolutional models and often faster; the dense ones lost (results/tuning.md).
-    parser = training.make_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
-    args = training.setup(parser.parse_args(), RECIPES)
+encoder, decoder, vae = build_vae(args.seed)
 
-    # ## The data: 28x28 images with one (grey) channel, values in [0, 1].
-    (x_train, _), (x_test, y_test), data_info = data.load_mnist(
-        args.data, args.limit, shape=(28, 28, 1))
+"""
+## Compiling
 
-    # ## Training: negative evidence lower bound, nats per image, both terms logged.
-    encoder, decoder, vae = build_vae(args.seed)
-    vae.compile(
-        optimizer=keras.optimizers.get({
-            "class_name": args.optimizer,
-            "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
-        loss=reconstruction_loss,
-        metrics=[keras.metrics.MeanMetricWrapper(reconstruction_loss,
-                                                 name="reconstruction")],
-    )
-    timer = training.EpochTimer()
-    guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-    history = vae.fit(
-        x_train, x_train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        shuffle=True,
-        validation_data=(x_test, x_test),
-        callbacks=[LogKLTerm(), timer, guard],
-        verbose=training.VERBOSE,
-    )
+The negative evidence lower bound, in nats per image, as in the MLP VAE.
+"""
 
-    # ## What it learned: as in variational_autoencoder.py.
-    test = evaluate_terms(vae, x_test, args.batch_size)
-    z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
-    reconstructed = decoder.predict(z_mean[:10], verbose=0)
-    plots = vae_figures("Deconvolutional VAE", x_test, y_test, z_mean, reconstructed,
-                        decoder)
-    training.save_outputs(
-        args, "variational_autoe_deconv", encoder=encoder, decoder=decoder, codes=z_mean,
-        labels=y_test, images=x_test, data_info=data_info, history=history,
-        timer=timer, guard=guard, plots=plots,
-        **{f"test_{name}": value for name, value in test.items()})
-    figures.show_figures(args.show)
+vae.compile(
+    optimizer=keras.optimizers.get({
+        "class_name": args.optimizer,
+        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    loss=reconstruction_loss,
+    metrics=[keras.metrics.MeanMetricWrapper(reconstruction_loss,
+                                             name="reconstruction")],
+)
 
+"""
+## Training
 
-if __name__ == "__main__":
-    training.cli.main_guard(main)
+`LogKLTerm` before TensorBoard, so that both terms reach the logs
+(`tensorboard --logdir features/logs`).
+"""
+
+timer = training.EpochTimer()
+guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
+callbacks = [LogKLTerm(), timer, guard]
+if args.logs:
+    callbacks.append(keras.callbacks.TensorBoard(
+        training.log_dir(args, "variational_autoe_deconv")))
+history = vae.fit(
+    x_train, x_train,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    shuffle=True,
+    validation_data=(x_test, x_test),
+    callbacks=callbacks,
+    verbose=training.VERBOSE,
+)
+
+"""
+## What it learned
+
+As in the MLP VAE: the test loss and its two terms, the learning curves, the latent
+means of the test digits (the features), reconstructions and the manifold.
+"""
+
+test = mlp_vae.evaluate_terms(vae, x_test, args.batch_size)
+z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
+reconstructed = decoder.predict(z_mean[:10], verbose=0)
+plots = mlp_vae.vae_figures("Deconvolutional VAE", history, x_test, y_test, z_mean,
+                            reconstructed, decoder)
+
+"""
+## Saving
+
+Everything is written to `features/` as one set: an interrupted run leaves the
+previous set as it was.
+"""
+
+training.save_outputs(
+    args, "variational_autoe_deconv", encoder=encoder, decoder=decoder, codes=z_mean,
+    labels=y_test, images=x_test, data_info=data_info, history=history,
+    timer=timer, guard=guard, plots=plots,
+    **{f"test_{name}": value for name, value in test.items()})
+figures.show_figures(args.show)

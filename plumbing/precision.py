@@ -5,7 +5,7 @@ Imported by ``plumbing.training`` after Keras, whose backend it asks about GPUs.
 
 import keras
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+from plumbing.cli import PRECISIONS  # noqa: F401  (the choices of --precision)
 
 
 def choose_precision(requested, on_cpu=False):

