@@ -211,6 +211,8 @@ def update_pages(results):
     write_block(README, "results-table", readme_table(results))
     if results.get("loss_floor"):
         write_block(RESULTS_PAGE, "loss-floor", floor_table(results))
+    if results.get("figures"):
+        write_block(RESULTS_PAGE, "figures", f"The figures come from {results['figures']}.")
 
 
 def refresh_figures(out_dir, assets=ROOT / "assets"):
