@@ -5,6 +5,11 @@ way a line-by-line port of the 2018 code does, side by side, and prints the rati
 
     python benchmarks/compare_speed.py --data mnist.npz            # all scripts
     python benchmarks/compare_speed.py --data mnist.npz --scripts deep_autoencoder image_denoising
+    python benchmarks/compare_speed.py --data mnist.npz --epochs 4 --save port
+
+--save NAME records the sitting as NAME in results/speed.json (seconds, precision,
+peak memory in MiB, speed-ups, GFLOP per epoch, with the date, machine and command)
+and rewrites its table in docs/speed.md, between <!-- speed-NAME:start/end -->.
 
 Both sides train the same model (the port imports the script's own builder) on the
 same images, at the same batch size, with a validation pass per epoch. What the port
@@ -20,9 +25,11 @@ wall time. This is a benchmark, not a test: it takes minutes.
 """
 
 import argparse
+import datetime
 import importlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -46,6 +53,79 @@ SCRIPTS = {
     "variational_autoencoder": "variational_autoe",
     "variational_autoencoder_deconv": "variational_autoe_deconv",
 }
+
+
+SPEED_JSON = ROOT / "results" / "speed.json"
+SPEED_PAGE = ROOT / "docs" / "speed.md"
+
+
+def speed_table(sitting):
+    """A sitting of results/speed.json as the markdown table docs/speed.md shows."""
+    columns, digits = sitting["columns"], sitting.get("decimals", 1)
+    labels = sitting.get("labels", {})
+    rows = sitting["scripts"]
+    cells = [cell for row in rows.values() for cell in row.values() if cell]
+    header = ["script"] + [labels.get(c, c) for c in columns]
+    auto = [c for c in columns if c.endswith(" auto")]
+    header += [f"{labels.get(c, c)}: precision" for c in auto]
+    faster = [c for c in columns if any("speedup" in (rows[s].get(c) or {}) for s in rows)]
+    header += [f"{labels.get(c, c)}: speed-up" for c in faster]
+    ratio = sitting.get("ratio_of")
+    if ratio:
+        header.append(" / ".join(labels.get(c, c) for c in ratio))
+    peak = any("peak_mib" in cell for cell in cells)
+    if peak:
+        header.append("peak MiB (" + " / ".join(labels.get(c, c) for c in columns) + ")")
+    gflop = sitting.get("gflop_per_epoch")
+    if gflop:
+        header.append("GFLOP per epoch")
+
+    def seconds(cell):
+        if not cell:
+            return "not run"
+        return cell.get("text") or f"{cell['seconds']:.{digits}f}"
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for script, row in rows.items():
+        line = [sitting.get("row_labels", {}).get(script, script)]
+        line += [seconds(row.get(c)) for c in columns]
+        line += [row[c]["precision"] for c in auto]
+        line += [f"{row[c]['speedup']:.2f}x" for c in faster]
+        if ratio:
+            line.append(f"{row[ratio[0]]['seconds'] / row[ratio[1]]['seconds']:.2f}x")
+        if peak:
+            line.append(" / ".join(f"{(row.get(c) or {}).get('peak_mib', 0):.0f}"
+                                   for c in columns))
+        if gflop:
+            line.append(f"{gflop[script]:,.0f}")
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines)
+
+
+def update_speed_page(speed, page=SPEED_PAGE):
+    from run_all import write_block  # the same markers as the results pages
+
+    for name, sitting in speed["sittings"].items():
+        write_block(page, f"speed-{name}", speed_table(sitting))
+
+
+def cpu_name():
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), platform.machine())
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    extras = [name for name in ("avx512_bf16", "amx_bf16") if name in flags.split()]
+    return f"{model} ({', '.join(extras) or 'no bfloat16 instructions'})"
+
+
+def save_sitting(name, record, path=SPEED_JSON):
+    speed = json.loads(path.read_text()) if path.exists() else {"sittings": {}}
+    speed["sittings"][name] = record
+    path.write_text(json.dumps(speed, indent=2) + "\n")
+    update_speed_page(speed)
 
 
 def port_seconds_per_epoch(script, data, epochs, limit=None):
@@ -166,6 +246,9 @@ def main():
                              "(default: float32 and the scripts' default, auto)")
     parser.add_argument("--skip-port", action="store_true",
                         help="time only our scripts (e.g. to compare backends)")
+    parser.add_argument("--save", metavar="NAME",
+                        help="record this sitting as NAME in results/speed.json and "
+                             "rewrite its table in docs/speed.md")
     parser.add_argument("--port", help=argparse.SUPPRESS)  # internal: one port run
     args = parser.parse_args()
     if not Path(args.data).is_file():
@@ -180,32 +263,48 @@ def main():
     header = ([] if args.skip_port else ["port (TF)"]) + [f"{b} {p}" for b, p in sides]
     print("Seconds per epoch (peak memory in MiB); speed-ups against the port")
     print(f"{'script':32}" + "".join(f"  {h:>32}" for h in header))
-    timings = {}
+    timings, record = {}, {}
     for script in args.scripts:
         cells, line = [], f"{script:32}"
         port = None if args.skip_port else run_side(args, script, "port")
         if port:
             cells.append(f"{port[0]:.1f} ({port[2]:.0f})")
+            record[script] = {"port (TF)": {"seconds": port[0], "precision": "float32",
+                                            "peak_mib": port[2]}}
         ours = {}
         for backend, precision in sides:
             seconds, used, peak = run_side(args, script, "ours", backend, precision)
             ours[f"{backend} {precision}"] = seconds
             speedup = f" {port[0] / seconds:.2f}x" if port else ""
             cells.append(f"{seconds:.1f} {used}{speedup} ({peak:.0f})")
+            record.setdefault(script, {})[f"{backend} {precision}"] = dict(
+                seconds=seconds, precision=used, peak_mib=peak,
+                **({"speedup": port[0] / seconds} if port else {}))
         timings[script] = {"port_tensorflow": port and port[0], **ours}
         print(line + "".join(f"  {c:>32}" for c in cells), flush=True)
     # Arithmetic rates say whether an epoch is bound by arithmetic or by overhead.
     with np.load(args.data) as npz:
         n_train, n_test = len(npz["x_train"]), len(npz["x_test"])
     print("\nArithmetic: GFLOP per epoch, and GFLOP/s of each column above")
+    gflops = {}
     for script, row in timings.items():
         module = importlib.import_module(script)
         build = getattr(module, "build_autoencoder", None) or module.build_vae
         gflop = 2 * forward_macs(build()[2]) * (3 * n_train + n_test) / 1e9
+        gflops[script] = gflop
         rates = "".join(f"  {gflop / s:>8.0f}" for s in row.values() if s)
         print(f"{script:32}  {gflop:>8.0f}{rates}")
     print(f"{os.cpu_count()} CPU cores" + (f"; epochs of {args.limit} images, "
           "extrapolated to 60,000" if args.limit else ""))
+    if args.save:
+        from run_all import software
+
+        save_sitting(args.save, {
+            "date": datetime.date.today().isoformat(),
+            "command": "python benchmarks/compare_speed.py " + " ".join(sys.argv[1:]),
+            "machine": f"{cpu_name()}, {os.cpu_count()} CPU cores",
+            "software": software(),
+            "columns": header, "scripts": record, "gflop_per_epoch": gflops})
 
 
 if __name__ == "__main__":

@@ -6,17 +6,27 @@ results/results.json and a markdown table (results/results.md) for the README.
 
     python benchmarks/run_all.py --data mnist.npz          # about 45 minutes on 2 cores
     python benchmarks/run_all.py --data mnist.npz --collect-only
+    python benchmarks/run_all.py --data mnist.npz --floor-only
 
 Every run's outputs (features, figures, models) stay in --out-dir (default
 results/features); --collect-only skips training and tabulates what is there.
+Writing into the repository's results/ also rewrites the generated parts of the
+README and docs/results.md (between <!-- NAME:start --> and <!-- NAME:end -->
+markers) and copies the run's figures into assets/, so the page, its numbers and
+its pictures come from one run. --floor-only records only the loss floor (below).
 """
 
 import argparse
+import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,6 +46,36 @@ MODELS = [
     ("variational_autoe_deconv", ["variational_autoencoder_deconv.py"], "2",
      "~147 (keras-io conv VAE, train loss)", 145.0),
 ]
+
+
+# The figures the README shows, as each script names them in --out-dir.
+FIGURES = ["simple_autoe_reconstructions.png", "sparse_autoe_reconstructions.png",
+           "deep_autoe_reconstructions.png", "conv_autoe_reconstructions.png",
+           "conv_autoe_codes.png", "denoise_autoe_reconstructions.png",
+           "variational_autoe_reconstructions.png", "variational_autoe_latent.png",
+           "variational_autoe_manifold.png", "variational_autoe_deconv_reconstructions.png",
+           "variational_autoe_deconv_latent.png", "variational_autoe_deconv_manifold.png"]
+README = ROOT / "README.md"
+RESULTS_PAGE = ROOT / "docs" / "results.md"
+
+
+def entropy_floor(data):
+    """The lowest binary cross-entropy any model can score on DATA's test digits.
+
+    Cross-entropy against a grey pixel p is smallest when the prediction is p itself,
+    and then it is the pixel's own entropy, -(p log p + (1-p) log(1-p)), which is
+    above 0 for every grey level. Returns the mean over pixels and images (the
+    autoencoders' loss) and the sum over the 784 pixels (the floor of the VAEs'
+    reconstruction term, in nats per image)."""
+    with np.load(data) as npz:
+        p = npz["x_test"].astype("float64") / 255.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(np.where(p > 0, p * np.log(p), 0.0)
+              + np.where(p < 1, (1 - p) * np.log1p(-p), 0.0))
+    h = h.reshape(len(h), -1)
+    return {"per_pixel": float(h.mean()), "per_image_nats": float(h.sum(1).mean()),
+            "test_images": len(h), "data": Path(data).name,
+            "command": f"python benchmarks/run_all.py --data {Path(data).name} --floor-only"}
 
 
 def train(data, out_dir, only):
@@ -114,6 +154,94 @@ def markdown(rows):
     return "\n".join(lines) + "\n"
 
 
+def loss_text(loss):
+    return f"{loss:.1f}" if loss > 10 else f"{loss:.4f}"
+
+
+def readme_table(results):
+    """The README's results table and the line under it, from results.json."""
+    rows = results["models"]
+    lines = ["| model | code | precision | test loss | the tutorial's figure | our bar | "
+             "5-NN accuracy | s/epoch | minutes |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['command']} | {r['code_size']} | {r['precision']} | "
+                     f"{loss_text(r['test_loss'])} | {r['tutorial_figure']} | "
+                     f"≤ {r['target']:g} | {r['knn_accuracy']:.3f} | "
+                     f"{r['seconds_per_epoch']:.1f} | {r['total_minutes']:.1f} |")
+    total = sum(r["total_minutes"] for r in rows)
+    floor = results.get("loss_floor")
+    lines.append("")
+    lines.append(f"{len(rows)} models in {total:.0f} minutes, {results.get('date', '')}, "
+                 f"{rows[0]['machine']}, {results.get('software', rows[0]['backend'])}.")
+    if floor:
+        lines.append(f"No model can score below {floor['per_pixel']:.3f} per pixel "
+                     f"({floor['per_image_nats']:.1f} nats per image for the VAEs): "
+                     "the test digits' own entropy (see docs/results.md).")
+    return "\n".join(lines)
+
+
+def floor_table(results):
+    """docs/results.md: each model's test loss, the floor, and its distance above it."""
+    floor = results["loss_floor"]
+    lines = [f"Floor: {floor['per_pixel']:.4f} per pixel, {floor['per_image_nats']:.1f} "
+             f"nats per image ({floor['test_images']:,} test digits of "
+             f"`{floor['data']}`; `{floor['command']}`).", "",
+             "| model | test loss | floor | above the floor |", "|---|---|---|---|"]
+    for r in results["models"]:
+        vae = r["test_loss"] > 10
+        bottom = floor["per_image_nats"] if vae else floor["per_pixel"]
+        above = r["test_loss"] - bottom
+        lines.append(f"| {r['command']} | {loss_text(r['test_loss'])} | "
+                     f"{loss_text(bottom)} | {loss_text(above)} |")
+    return "\n".join(lines)
+
+
+def write_block(path, name, text):
+    """Replace what lies between <!-- NAME:start --> and <!-- NAME:end --> in PATH."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    page = path.read_text() if path.exists() else ""
+    if start not in page or end not in page:
+        print(f"(no {name} markers in {path.name}: left as it is)")
+        return
+    head, rest = page.split(start, 1)
+    path.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
+
+
+def update_pages(results):
+    write_block(README, "results-table", readme_table(results))
+    if results.get("loss_floor"):
+        write_block(RESULTS_PAGE, "loss-floor", floor_table(results))
+    if results.get("figures"):
+        write_block(RESULTS_PAGE, "figures", f"The figures come from {results['figures']}.")
+
+
+def refresh_figures(out_dir, assets=ROOT / "assets"):
+    """Copy the run's figures into assets/ and draw all_latent_spaces.png from its
+    features, so the README's pictures come from the run behind its table."""
+    missing = [name for name in FIGURES if not (out_dir / name).exists()]
+    if missing:
+        print(f"(figures not refreshed: {', '.join(missing)} missing in {out_dir})")
+        return False
+    for name in FIGURES:
+        shutil.copyfile(out_dir / name, assets / name)
+    status = subprocess.call([sys.executable, "visualize_latent_space.py", "--all",
+                              str(out_dir)], cwd=ROOT)
+    if status:
+        sys.exit(f"run_all.py: error: visualize_latent_space.py --all failed ({status})")
+    shutil.copyfile(out_dir / "all_latent_spaces.png", assets / "all_latent_spaces.png")
+    return True
+
+
+def software():
+    versions = []
+    for package, name in [("tensorflow", "TensorFlow"), ("keras", "Keras")]:
+        try:
+            versions.append(f"{name} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return " / ".join(versions)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,9 +256,27 @@ def main():
                         help="train only these models (e.g. deep_autoe conv_autoe)")
     parser.add_argument("--collect-only", action="store_true",
                         help="do not train; tabulate the metrics already in --out-dir")
+    parser.add_argument("--floor-only", action="store_true",
+                        help="only record the loss floor of --data's test digits in "
+                             "results.json (and the pages generated from it)")
     args = parser.parse_args()
     if args.data and not Path(args.data).is_file():
         parser.exit(2, f"run_all.py: error: --data {args.data}: no such file\n")
+
+    results = Path(args.results)
+    ours = results.resolve() == (ROOT / "results").resolve()  # then rewrite the pages
+    previous = results / "results.json"
+    previous = json.loads(previous.read_text()) if previous.exists() else {}
+    if args.floor_only:
+        if not args.data:
+            parser.exit(2, "run_all.py: error: --floor-only needs --data\n")
+        from plumbing import files
+        previous["loss_floor"] = entropy_floor(args.data)
+        files.save_json(previous, results / "results.json")
+        if ours:
+            update_pages(previous)
+        print(json.dumps(previous["loss_floor"], indent=2))
+        return
 
     out_dir = Path(args.out_dir)
     if not args.collect_only:
@@ -141,9 +287,22 @@ def main():
 
     from plumbing import files
 
-    results = Path(args.results)
-    files.save_json({"models": rows, "cpu_count": os.cpu_count()},
-                    results / "results.json")
+    record = {"models": rows, "cpu_count": os.cpu_count(),
+              "date": datetime.date.today().isoformat(),
+              "command": "python benchmarks/run_all.py " + " ".join(sys.argv[1:]),
+              "software": software()}
+    if args.data:
+        record["loss_floor"] = entropy_floor(args.data)
+    elif "loss_floor" in previous:
+        record["loss_floor"] = previous["loss_floor"]
+    if ours:
+        if refresh_figures(out_dir):
+            record["figures"] = f"the run of {record['date']} ({record['command']})"
+        elif "figures" in previous:
+            record["figures"] = previous["figures"]
+    files.save_json(record, results / "results.json")
+    if ours:
+        update_pages(record)
     table = markdown(rows)
     with files.atomic_path(results / "results.md") as tmp:
         tmp.write_text(table)
