@@ -325,6 +325,11 @@ def vae_figures(name, history, x_test, y_test, z_mean, reconstructed, decoder):
     }
 
 
+"""
+The deconvolutional VAE reuses these two functions; here they measure and draw the
+MLP VAE.
+"""
+
 test = evaluate_terms(vae, x_test, args.batch_size)
 z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
 reconstructed = decoder.predict(z_mean[:10], verbose=0)

@@ -26,7 +26,6 @@ wall time. This is a benchmark, not a test: it takes minutes.
 
 import argparse
 import datetime
-import importlib
 import json
 import os
 import platform
@@ -40,6 +39,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from plumbing import lessons  # noqa: E402  (Keras-free until a lesson loads)
 
 # Each script's output prefix. The port trains with the batch size and optimizer of
 # the script's "tutorial" recipe, as the original code did. Our scripts run at their
@@ -133,7 +134,7 @@ def port_seconds_per_epoch(script, data, epochs, limit=None):
     from plumbing import training  # noqa: F401  (quiet TensorFlow start-up)
     import keras
 
-    module = importlib.import_module(script)
+    module = lessons.definitions(f"{script}.py")  # importing would run the lesson
     tutorial = module.RECIPES["tutorial"]
     batch_size, optimizer = tutorial["batch_size"], tutorial["optimizer"]
     with np.load(data) as npz:
@@ -288,7 +289,7 @@ def main():
     print("\nArithmetic: GFLOP per epoch, and GFLOP/s of each column above")
     gflops = {}
     for script, row in timings.items():
-        module = importlib.import_module(script)
+        module = lessons.definitions(f"{script}.py")
         build = getattr(module, "build_autoencoder", None) or module.build_vae
         gflop = 2 * forward_macs(build()[2]) * (3 * n_train + n_test) / 1e9
         gflops[script] = gflop

@@ -54,7 +54,11 @@ FIGURES = ["simple_autoe_reconstructions.png", "sparse_autoe_reconstructions.png
            "conv_autoe_codes.png", "denoise_autoe_reconstructions.png",
            "variational_autoe_reconstructions.png", "variational_autoe_latent.png",
            "variational_autoe_manifold.png", "variational_autoe_deconv_reconstructions.png",
-           "variational_autoe_deconv_latent.png", "variational_autoe_deconv_manifold.png"]
+           "variational_autoe_deconv_latent.png", "variational_autoe_deconv_manifold.png",
+           # The learning curves of every model.
+           *(f"{prefix}_history.png" for prefix in
+             ("simple_autoe", "sparse_autoe", "deep_autoe", "conv_autoe",
+              "denoise_autoe", "variational_autoe", "variational_autoe_deconv"))]
 README = ROOT / "README.md"
 RESULTS_PAGE = ROOT / "docs" / "results.md"
 

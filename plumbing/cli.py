@@ -187,9 +187,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def _description(doc):
     """--help starts with what the script does: the docstring from 'Description:' on."""
-    text = doc.strip()
-    start = text.find("Description:")
-    return text[start + len("Description:"):].strip() if start >= 0 else text
+    text = doc or ""
+    start = text.find("Description:")  # (in a notebook, __doc__ is IPython's own)
+    return text[start + len("Description:"):].strip() if start >= 0 else None
 
 
 def training_parser(doc, recipes, mixed_precision_on_cpu=False):

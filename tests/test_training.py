@@ -104,9 +104,11 @@ def test_script_end_to_end(script, flags, prefix, code_shape, figures, backend,
 
     # The record lists every file of the set with its sha256: the set belongs together.
     listed = set(metrics["files"])
-    written = {p.name for p in tmp_path.iterdir()} - {f"{prefix}_metrics.json"}
+    written = {p.name for p in tmp_path.iterdir()} - {f"{prefix}_metrics.json", "logs"}
     assert listed == written
-    for figure in ["reconstructions", *figures]:
+    # Every epoch's losses, for the curves (and the learning-curve figure).
+    assert len(metrics["history"]["loss"]) == len(metrics["history"]["val_loss"]) == 1
+    for figure in ["reconstructions", "history", *figures]:
         png = tmp_path / f"{prefix}_{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     for part in ("encoder", "decoder"):
@@ -244,23 +246,32 @@ def test_same_seed_same_features(backend, tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-def _calls(script):
-    """{"owner.method": {keyword: source of its value}} for the script's calls."""
+def _module_level_calls(script):
+    """{"owner.method": {keyword: source of its value}} for the calls the script
+    makes at module level (outside any def or class)."""
     calls = {}
-    for node in ast.walk(ast.parse((ROOT / script).read_text())):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            name = ast.unparse(node.func)
-            calls.setdefault(name, {}).update(
-                {k.arg: ast.unparse(k.value) for k in node.keywords})
+    for statement in ast.parse((ROOT / script).read_text()).body:
+        if isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
+            continue
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                calls.setdefault(ast.unparse(node.func), {}).update(
+                    {k.arg: ast.unparse(k.value) for k in node.keywords})
     return calls
 
 
 @pytest.mark.parametrize("script", TRAINING_SCRIPTS)
-def test_the_keras_calls_the_tutorial_teaches_are_in_the_script(script):
+def test_the_keras_calls_the_tutorial_teaches_are_in_the_lesson(script):
     """A reader sees compile (with its optimizer), fit (with epochs, batch size,
-    shuffling and validation data) and the encoder's and decoder's predict in the
-    script itself, not behind a helper."""
-    calls = _calls(script)
+    shuffling, validation data and the TensorBoard callback) and the encoder's and
+    decoder's predict in the lesson itself, at module level, where a notebook runs
+    them cell by cell: not behind a helper, not inside a main()."""
+    source = (ROOT / script).read_text()
+    tree = ast.parse(source)
+    assert not [node.name for node in tree.body
+                if isinstance(node, ast.FunctionDef) and node.name == "main"]
+    assert "__main__" not in source
+    calls = _module_level_calls(script)
     [compile_call] = [c for c in calls if c.endswith(".compile")]
     assert calls[compile_call]["optimizer"].startswith("keras.optimizers.")
     assert "loss" in calls[compile_call]
@@ -269,8 +280,14 @@ def test_the_keras_calls_the_tutorial_teaches_are_in_the_script(script):
     assert calls[fit]["batch_size"] == "args.batch_size"
     assert calls[fit]["shuffle"] == "True"
     assert "x_test" in calls[fit]["validation_data"]
+    assert "keras.callbacks.TensorBoard" in calls
     assert "encoder.predict" in calls and "decoder.predict" in calls
-    assert "RECIPES = {" in (ROOT / script).read_text()  # plain constants
+    assert "RECIPES = {" in source  # plain constants
+    # keras-io's tutobook header
+    header = ast.get_docstring(tree)
+    for field in ("Title:", "Author:", "Date created:", "Last modified:",
+                  "Description:"):
+        assert field in header, (script, field)
 
 
 # --------------------------------------------------------------------------------------
@@ -279,9 +296,9 @@ def test_the_keras_calls_the_tutorial_teaches_are_in_the_script(script):
 
 
 def _parse(argv, out_dir):
-    from plumbing import training
+    from plumbing import cli, training
 
-    parser = training.make_parser("Description: test", RECIPES)
+    parser = cli.training_parser("Description: test", RECIPES)
     return training.setup(parser.parse_args([*argv, "--out-dir", str(out_dir)]), RECIPES)
 
 
@@ -526,7 +543,9 @@ def test_offline_download_falls_back_to_the_sample(tmp_path):
 def test_coin_flips_are_fair_and_only_in_training():
     """The MLP VAE's CoinFlips layer inks each pixel with its grey level's
     probability while training, and passes digits through untouched otherwise."""
-    from variational_autoencoder import CoinFlips
+    from plumbing import lessons
+
+    CoinFlips = lessons.definitions("variational_autoencoder.py").CoinFlips
 
     grey = np.tile(np.linspace(0, 1, 11, dtype="float32"), (20000, 1))
     layer = CoinFlips(seed=0)
@@ -535,6 +554,27 @@ def test_coin_flips_are_fair_and_only_in_training():
     np.testing.assert_allclose(flips.mean(axis=0), grey[0], atol=0.01)
     assert (flips[:, 0] == 0).all() and (flips[:, -1] == 1).all()  # 0 and 1 stay
     np.testing.assert_array_equal(np.asarray(layer(grey)), grey)
+
+
+@pytest.mark.parametrize("script", ["deep_autoencoder.py", "variational_autoencoder.py"])
+def test_help_needs_no_backend_and_a_bad_one_is_one_line(script, tmp_path):
+    """--help answers before Keras loads; a KERAS_BACKEND Keras does not know, or one
+    that is not installed (here a stand-in module that fails to import), stops the
+    run in one line that says how to fix it, before anything is written."""
+    assert run_script(script, "--help", backend="nonsense").returncode == 0
+    missing = tmp_path / "site"
+    (missing / "jax").mkdir(parents=True)
+    (missing / "jax" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'jax'\", name='jax')\n")
+    for backend, env, expected in (
+            ("nonsense", {}, "KERAS_BACKEND=nonsense is not a backend"),
+            ("jax", {"PYTHONPATH": str(missing)}, "the jax backend is not installed")):
+        out = tmp_path / backend
+        result = run_script(script, "--data", "sample", "--out-dir", out,
+                            backend=backend, env=env)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert expected in one_line_error(result)
+        assert not out.exists()
 
 
 def test_nothing_in_the_scripts_imports_a_backend_directly():
