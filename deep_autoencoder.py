@@ -17,26 +17,9 @@ TensorBoard's logs in features/logs/.
 """
 ## Setup
 
-The lesson runs from the repository's top folder, beside `plumbing` (the chores:
-command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
-in its own folder, `notebooks/`, so a notebook first moves up one.
-"""
-
-import os
-import sys
-
-if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
-    os.chdir("..")  # from notebooks/ to the repository's top folder
-try:
-    from plumbing import cli
-except ModuleNotFoundError:
-    raise SystemExit("plumbing not found: open this lesson from a clone of the "
-                     "keras-autoencoders repository (see its README)") from None
-
-"""
-Run as a script, the lesson takes its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them, for
-example `options = "--epochs 5 --limit 10000"`.
+Run as a script, the lesson reads its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them: five
+epochs on 10,000 digits are `options = "--epochs 5 --limit 10000"`.
 """
 
 options = ""
@@ -64,10 +47,12 @@ RECIPES = {
 PIXELS = 28 * 28
 
 """
-The options are read before Keras loads, so that `--help` and a mistyped option
-answer at once. Then `plumbing.training` loads Keras, and `setup` fills in the
-recipe, seeds every random number generator and picks the precision.
+Reading the options before Keras loads lets `--help` and a mistyped option answer at
+once. `setup` then fills in the chosen recipe, seeds the random number generators
+and picks the precision.
 """
+
+from plumbing import cli
 
 args = cli.training_parser(__doc__, RECIPES).parse_options(options)
 

@@ -17,26 +17,9 @@ curves, the trained encoder and decoder, and TensorBoard's logs in features/logs
 """
 ## Setup
 
-The lesson runs from the repository's top folder, beside `plumbing` (the chores:
-command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
-in its own folder, `notebooks/`, so a notebook first moves up one.
-"""
-
-import os
-import sys
-
-if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
-    os.chdir("..")  # from notebooks/ to the repository's top folder
-try:
-    from plumbing import cli
-except ModuleNotFoundError:
-    raise SystemExit("plumbing not found: open this lesson from a clone of the "
-                     "keras-autoencoders repository (see its README)") from None
-
-"""
-Run as a script, the lesson takes its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them, for
-example `options = "--epochs 5 --limit 10000"`.
+Run as a script, the lesson reads its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them: two epochs
+in float32 are `options = "--epochs 2 --precision float32"`.
 """
 
 options = ""
@@ -61,11 +44,12 @@ RECIPES = {
 NOISE_FACTOR = 0.5
 
 """
-The options are read before Keras loads, so that `--help` and a mistyped option
-answer at once. On CPUs with bfloat16 instructions, mixed precision was never slower
-for the convolutional models and often faster, while the dense ones lost
-(results/tuning.md): so `auto` precision asks for it here.
+Options first, before Keras loads. As for the convolutional autoencoder, `auto`
+precision asks for bfloat16 on CPUs that have bfloat16 instructions, where these
+models ran no slower (results/tuning.md).
 """
+
+from plumbing import cli
 
 parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
 args = parser.parse_options(options)

@@ -19,26 +19,9 @@ trained encoder and decoder, and TensorBoard's logs in features/logs/.
 """
 ## Setup
 
-The lesson runs from the repository's top folder, beside `plumbing` (the chores:
-command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
-in its own folder, `notebooks/`, so a notebook first moves up one.
-"""
-
-import os
-import sys
-
-if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
-    os.chdir("..")  # from notebooks/ to the repository's top folder
-try:
-    from plumbing import cli
-except ModuleNotFoundError:
-    raise SystemExit("plumbing not found: open this lesson from a clone of the "
-                     "keras-autoencoders repository (see its README)") from None
-
-"""
-Run as a script, the lesson takes its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them, for
-example `options = "--epochs 5 --limit 10000"`.
+Run as a script, the lesson reads its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them: the sparse
+model for 20 quick epochs is `options = "--sparse --epochs 20"`.
 """
 
 options = ""
@@ -72,10 +55,13 @@ CODE_SIZE = 32  # 784 / 32: a compression factor of 24.5
 DEFAULT_SPARSITY = 1e-4
 
 """
-The options are read before Keras loads, so that `--help` and a mistyped option
-answer at once. Then `plumbing.training` loads Keras, and `setup` fills in the
-recipe, seeds every random number generator and picks the precision.
+The options, two of them this lesson's own (for the sparse model), are read before
+Keras loads: `--help` and a mistyped option answer at once. Importing
+`plumbing.training` loads Keras; `setup` fills in the recipe, seeds every random
+number generator and picks the precision.
 """
+
+from plumbing import cli
 
 parser = cli.training_parser(__doc__, RECIPES)
 parser.add_argument("--sparse", action="store_true",

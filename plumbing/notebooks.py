@@ -5,11 +5,18 @@
 
 Each training script is a keras-io "tutobook": triple-quoted markdown between
 top-level code. Jupytext's sphinx-gallery format reads exactly that, one cell per
-block. Two touches make the notebook what a learner needs: the cell that holds
-``options = ""`` is tagged ``parameters`` (papermill's convention, so that
-``papermill X.ipynb out.ipynb -p options "--epochs 1"`` sets it), and the
-``%matplotlib inline`` cell that the format adds is dropped, so that the first code
-cell is the one that finds ``plumbing``. Notebooks are written without outputs.
+block. Three touches make the notebook what a learner needs:
+
+* a first code cell, ``START``, for what only a notebook needs: Jupyter starts it
+  in notebooks/, and the lesson runs from the repository's top folder (or, opened
+  outside a clone, it stops there and says what to do);
+* the cell that holds ``options = ""`` is tagged ``parameters`` (papermill's
+  convention, so that ``papermill X.ipynb out.ipynb -p options "--epochs 1"``
+  sets it);
+* the ``%matplotlib inline`` cell the format adds is dropped: a notebook shows
+  figures inline anyway.
+
+Notebooks are written without outputs.
 """
 
 import argparse
@@ -21,6 +28,16 @@ FOLDER = ROOT / "notebooks"
 LESSONS = ["simple_autoencoder.py", "deep_autoencoder.py",
            "convolutional_autoencoder.py", "image_denoising.py",
            "variational_autoencoder.py", "variational_autoencoder_deconv.py"]
+START = """\
+# Jupyter starts a notebook in its own folder, notebooks/; the lesson runs from the
+# repository's top folder, beside plumbing/ (its chores) and features/ (its outputs).
+import os
+
+if not os.path.isdir("plumbing") and os.path.isdir("../plumbing"):
+    os.chdir("..")
+if not os.path.isdir("plumbing"):
+    raise SystemExit("plumbing not found: open this notebook from a clone of the "
+                     "keras-autoencoders repository (see its README)")"""
 KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python",
           "name": "python3"}
 
@@ -28,10 +45,13 @@ KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python",
 def notebook_text(script):
     """The .ipynb text that ``script`` (a lesson's file name) generates."""
     import jupytext
+    from nbformat.v4 import new_code_cell
 
     notebook = jupytext.read(ROOT / script, fmt="py:sphinx")
-    notebook.cells = [cell for cell in notebook.cells
-                      if cell.source != "%matplotlib inline"]
+    cells = [cell for cell in notebook.cells if cell.source != "%matplotlib inline"]
+    first_code = next(n for n, cell in enumerate(cells) if cell.cell_type == "code")
+    cells.insert(first_code, new_code_cell(START))
+    notebook.cells = cells
     for number, cell in enumerate(notebook.cells):
         cell.id = f"cell-{number}"  # not random ids: the same script, the same file
         if cell.cell_type == "code" and cell.source.startswith("options = "):
