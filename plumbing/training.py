@@ -18,7 +18,7 @@ import numpy as np
 
 from plumbing import cli, figures
 from plumbing.data import IMAGE_SHAPE
-from plumbing.files import OutputSet, save_pickle
+from plumbing.files import OutputSet, check_staging, save_pickle
 
 # TensorFlow prints several lines of C++ start-up chatter at import; keep the
 # scripts' output to what a learner needs (set before Keras imports TensorFlow).
@@ -169,6 +169,7 @@ def setup(args, recipes):
         raise cli.UserError(f"--warmup {args.warmup} must be fewer than the "
                             f"{args.epochs} epochs")
     cli.check_output_dir(args.out_dir)
+    check_staging(args.out_dir)  # something in the way of saving: said now
     keras.utils.set_random_seed(args.seed)
     args.precision, why = choose_precision(args.precision,
                                            on_cpu=args.mixed_precision_on_cpu)
