@@ -268,6 +268,10 @@ class _NdarrayName:
     """What ``numpy.ndarray`` unpickles as: a name that ``_reconstruct`` accepts,
     but which cannot itself be called to allocate an array of any size."""
 
+    def __new__(cls, *args, **kwargs):
+        raise RefusedPickle("the pickle calls numpy.ndarray itself, which no saved "
+                            "array needs")
+
 
 class ArrayUnpickler(pickle._Unpickler):
     dispatch = dict(pickle._Unpickler.dispatch)
