@@ -292,10 +292,9 @@ def evaluate_terms(vae, x_test, batch_size):
     test = vae.evaluate(x_test, x_test, batch_size=batch_size, verbose=0,
                         return_dict=True)
     test["kl"] = test["loss"] - test["reconstruction"]
-    # Printed as rounded, the two terms and their sum must still add up.
-    reconstruction, kl = round(test["reconstruction"], 1), round(test["kl"], 1)
-    print(f"Test loss {reconstruction + kl:.1f} = reconstruction {reconstruction:.1f} "
-          f"+ KL {kl:.1f} (nats per digit)")
+    # As printed (rounded), the two terms add up to the loss.
+    print(f"Test loss {figures.format_terms(test['reconstruction'], test['kl'])} "
+          "(nats per digit)")
     return test
 
 

@@ -87,11 +87,12 @@ A map is easy to over-read, so we measure two things:
 
 def knn_accuracy(features, labels, folds=5):
     """Mean cross-validated accuracy of a 5-nearest-neighbour classifier, or NaN when
-    a digit has too few examples. ``features`` are flattened, one row per image."""
+    a digit has too few examples or there is only one digit (every vote would be
+    right). ``features`` are flattened, one row per image."""
     features = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
     counts = np.unique(labels, return_counts=True)[1]
     folds = min(folds, counts.min()) if counts.size else 0  # every digit in each fold
-    if folds < 2 or len(labels) * (folds - 1) // folds < NEIGHBOURS:
+    if counts.size < 2 or folds < 2 or len(labels) * (folds - 1) // folds < NEIGHBOURS:
         return float("nan")
     scores = cross_val_score(KNeighborsClassifier(n_neighbors=NEIGHBOURS), features,
                              labels, cv=StratifiedKFold(n_splits=folds))

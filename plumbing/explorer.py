@@ -22,6 +22,7 @@ import base64
 import html
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,9 @@ PANEL = ('<div style="font-size:13px"><b>the decoder at the pointer</b>'
 PLANE_CELLS = 63
 PLANE_MARGIN = 0.1  # of the codes' range, on each side: room beyond the outermost codes
 MOSAIC_STEP = 3  # the faint backdrop of the map shows every 3rd cell's digit
+
+# Our VAEs' decoders take under 1 MB; a decoder this large is not one of them.
+DECODER_MAX_BYTES = 64 * files.MiB
 
 SPRITE_LIMIT = 8192  # px: the largest sprite sheet TensorBoard's projector accepts
 PROJECTOR_CONFIG = "projector_config.pbtxt"  # the name TensorBoard looks for
@@ -274,11 +278,13 @@ def decode_plane(decoder_path, points):
 
 def _load_decoder(path):
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise cli.UserError(f"{path}: no such decoder file (the VAE script saves "
                             "<prefix>_decoder.keras beside its features)")
-    # training imports Keras with TensorFlow's start-up chatter kept off stderr.
-    from plumbing.training import keras
+    # Keras opens the file by its name: check it first, so that a pipe, a huge file
+    # or one we may not read is said for what it is.
+    files.open_regular(path, DECODER_MAX_BYTES, "a Keras decoder (.keras)").close()
+    keras = cli.import_keras()
 
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)

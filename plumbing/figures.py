@@ -11,6 +11,15 @@ from plumbing.data import IMAGE_SHAPE
 from plumbing.files import atomic_path
 
 
+def format_terms(reconstruction, kl, decimals=1):
+    """A VAE's loss as the sum of its two terms, "195.3 = reconstruction 189.4 + KL
+    5.9": each term rounded, the total the sum of the rounded terms, so that the
+    line adds up as printed (rounding the loss itself can miss by a last digit)."""
+    terms = round(reconstruction, decimals), round(kl, decimals)
+    return (f"{sum(terms):.{decimals}f} = reconstruction {terms[0]:.{decimals}f} + "
+            f"KL {terms[1]:.{decimals}f}")
+
+
 def save_figure(fig, path, show=False):
     """Write ``fig`` to ``path`` as PNG; a write that fails is a one-line error."""
     import matplotlib.pyplot as plt

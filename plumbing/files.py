@@ -11,6 +11,10 @@ Two tools:
   process was killed outright (SIGKILL) in between. The metrics record, which holds
   the sha256 of every other file of the set, is moved last, so a reader can always
   tell whether a set belongs together (``set_problem``).
+
+And one guard for reading: ``open_regular`` and ``read_regular`` open only a regular
+file of a size that fits its purpose, never a pipe or a device that would block or
+never end (docs/reliability.md lists the limits).
 """
 
 import contextlib
@@ -18,14 +22,70 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
+import stat
 import tempfile
 from pathlib import Path
 
 from plumbing import cli
 
 JOURNAL = "COMMIT"  # inside a staging folder: the moves have begun; finish them
+JOURNAL_MAX_BYTES = 1 << 20  # a few dozen file names
+# A staging folder's name: a hidden ".<prefix>.saving-<pid>" beside the final files.
+STAGING = re.compile(r"\.(?P<prefix>[^/\\]+)\.saving-(?P<pid>\d+)")
+MiB = 1 << 20
+
+
+def open_regular(path, max_bytes, what):
+    """Open ``path`` to read, if it is a regular file of at most ``max_bytes``.
+
+    ``what`` names what the file should be ("an .npz file"), for the messages. A
+    pipe or a device is refused before opening; the open cannot block (O_NONBLOCK),
+    should one be swapped in meanwhile, and the opened file is checked again.
+    Returns a binary file object; every problem is a one-line UserError.
+    """
+    path = Path(path)
+    try:
+        _check_regular(path, os.stat(path), max_bytes, what)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise cli.UserError(f"{path}: no such file") from None
+    except OSError as error:  # permission denied, a name too long, ...
+        raise cli.UserError(f"{path}: cannot read it ({error.strerror or error})") \
+            from None
+    try:
+        _check_regular(path, os.fstat(fd), max_bytes, what)
+    except cli.UserError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path, max_bytes, what):
+    """The bytes of ``path``, checked as ``open_regular`` does."""
+    with open_regular(path, max_bytes, what) as f:
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as error:
+            raise cli.UserError(f"{path}: cannot read it "
+                                f"({error.strerror or error})") from None
+    if len(data) > max_bytes:  # it grew after the check
+        _check_regular(path, os.stat(path), max_bytes, what)
+    return data
+
+
+def _check_regular(path, st, max_bytes, what):
+    if stat.S_ISDIR(st.st_mode):
+        raise cli.UserError(f"{path}: is a directory, expected {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise cli.UserError(f"{path}: not a regular file (a pipe or a device?), "
+                            f"expected {what}")
+    if st.st_size > max_bytes:
+        raise cli.UserError(f"{path}: {st.st_size / MiB:,.1f} MiB, more than "
+                            f"{what} can be ({max_bytes / MiB:,.0f} MiB); refused")
 
 
 @contextlib.contextmanager
@@ -91,7 +151,14 @@ class OutputSet:
 
     def __enter__(self):
         try:
-            self.staging.mkdir(parents=True)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.staging.mkdir()
+        except FileExistsError:
+            # check_staging found the name free before training: something made it
+            # since. It is not ours, so it is neither used nor removed.
+            raise cli.UserError(f"cannot save: {self.staging} appeared during "
+                                "training, made by something else; nothing was saved "
+                                "and it was left alone") from None
         except OSError as error:
             raise cli.UserError(f"cannot write in {self.out_dir} "
                                 f"({error.strerror or error})") from None
@@ -101,7 +168,8 @@ class OutputSet:
         return self
 
     def __exit__(self, *exc):
-        if not self.committed:
+        if not self.committed and self.staging.is_dir() \
+                and not self.staging.is_symlink():
             shutil.rmtree(self.staging, ignore_errors=True)
 
     def path(self, name):
@@ -120,8 +188,10 @@ class OutputSet:
         with _signals_deferred():
             # The journal lists the moves, record last; once it exists, the new set
             # is the one that counts and `recover` finishes what a kill interrupts.
-            (self.staging / JOURNAL).write_text("\n".join(names + [record_name]))
-            _finish_moves(self.staging)
+            # Renamed into place, so a journal is never half-written.
+            (self.staging / f"{JOURNAL}.tmp").write_text("\n".join(names + [record_name]))
+            os.replace(self.staging / f"{JOURNAL}.tmp", self.staging / JOURNAL)
+            _finish_moves(self.staging, self.prefix)
             self.committed = True
             cli.interrupt_message[0] = (f"interrupted after the outputs were saved "
                                         f"complete in {self.out_dir}/")
@@ -148,35 +218,93 @@ def _signals_deferred():
             signal.raise_signal(signum)
 
 
-def _finish_moves(staging):
-    for name in (staging / JOURNAL).read_text().split("\n"):
-        if (staging / name).exists():
-            os.replace(staging / name, staging.parent / name)
-    (staging / JOURNAL).unlink()
+def _finish_moves(staging, prefix):
+    """Move the files the journal lists out of ``staging``, then remove it.
+
+    A journal is trusted only as far as it names files of its own set: plain names
+    of ``<prefix>_*`` files (no folders, no "..", nothing hidden) that are regular
+    files in the folder. Anything else was not written by OutputSet, and nothing of
+    it is moved.
+    """
+    journal = staging / JOURNAL
+    try:
+        names = read_regular(journal, JOURNAL_MAX_BYTES, "a journal of file names") \
+            .decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        names = [""]
+    bad = [name for name in names if not own_file_name(name, prefix)]
+    if bad:
+        raise _not_ours(staging, f"its {JOURNAL} names {bad[0]!r}, not a file of the "
+                                 f"{prefix}_* set")
+    for name in names:
+        source, destination = staging / name, staging.parent / name
+        try:
+            mode = os.lstat(source).st_mode
+        except FileNotFoundError:
+            continue  # moved before a kill
+        if not stat.S_ISREG(mode):
+            raise _not_ours(staging, f"{name} in it is not a regular file")
+        if destination.is_dir() and not destination.is_symlink():
+            raise cli.UserError(f"{destination} is a folder, where a run's file would "
+                                f"go; move it away, then run again")
+        # A link at the destination is replaced itself, never followed.
+        os.replace(source, destination)
+    journal.unlink()
     staging.rmdir()
 
 
-def recover(out_dir, prefix):
+def own_file_name(name, prefix):
+    """Whether ``name`` is a plain file name of the ``<prefix>_*`` set."""
+    return (name.startswith(f"{prefix}_") and not name.startswith(".")
+            and not any(c in name for c in "/\\\0"))
+
+
+def _not_ours(staging, why):
+    return cli.UserError(f"{staging}: not a staging folder a run of this collection "
+                         f"left ({why}); nothing in it was touched: look, and remove "
+                         "it by hand")
+
+
+def recover(out_dir, prefix=None):
     """Tidy what runs killed outright (SIGKILL, power loss) left in ``out_dir``.
 
     A staging folder with a journal is finished (its set was complete); one without
     is discarded; so are stray temporary files of interrupted single-file writes of
-    ``prefix``. Folders of runs still alive are left to them.
+    ``prefix``. Folders of runs still alive are left to them. A staging name that is
+    a link or a file, or a journal that names anything but its set's own files, was
+    not made by OutputSet: it is left alone, and refused (a UserError).
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return
-    for staging in out_dir.glob(".*.saving-*"):
-        pid = staging.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+    for entry in sorted(os.scandir(out_dir), key=lambda e: e.name):
+        match = STAGING.fullmatch(entry.name)
+        if not match:
             continue
-        if (staging / JOURNAL).exists():
-            _finish_moves(staging)
+        pid, staging = int(match["pid"]), Path(entry.path)
+        if pid != os.getpid() and _alive(pid):
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            kind = "a link" if entry.is_symlink() else "a file"
+            raise _not_ours(staging, f"it is {kind}, not a folder")
+        if os.path.lexists(staging / JOURNAL):
+            _finish_moves(staging, match["prefix"])
         else:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)  # a real folder: links inside
+            # it are removed, never followed
+    if prefix is None:
+        return
     for stray in out_dir.glob(f".{prefix}_*.*"):
-        if stray.is_file():
+        if stat.S_ISREG(os.lstat(stray).st_mode):
             stray.unlink(missing_ok=True)
+
+
+def check_staging(out_dir):
+    """Before training: tidy killed runs' leftovers in ``out_dir`` (``recover``), so
+    that anything in the way of saving (a link or file planted at a staging name, a
+    journal naming other files) is a one-line error now rather than after training.
+    """
+    recover(out_dir)
 
 
 def _alive(pid):

@@ -7,12 +7,14 @@ matplotlib, so that ``--help`` answers at once): the codes are plain numpy array
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import io
 import json
 import math
 import os
 import pickle
+import pickletools
 import re
 import sys
 import time
@@ -41,6 +43,18 @@ DIGITS = 10
 # scikit-learn's t-SNE then crashes (a segmentation fault for the tiny ones). The
 # bounds keep a wide margin inside the range where it works.
 SPREAD_RANGE = (1e-15, 1e15)
+# The largest files the visualiser reads, by what they hold (docs/reliability.md):
+# each fits the whole of MNIST's 70,000 digits with room to spare, and refuses in a
+# moment a file that could only exhaust the memory. Features: 70,000 codes of the
+# widest model (7x7x32 = 1,568 float32) take 439 MB.
+MiB = files.MiB
+FEATURES_MAX_BYTES = 512 * MiB
+LABELS_MAX_BYTES = 16 * MiB    # 70,000 int64 digits: 0.6 MB
+IMAGES_MAX_BYTES = 64 * MiB    # 70,000 uint8 28x28 digits: 55 MB
+CACHE_MAX_BYTES = 16 * MiB     # a t-SNE map of 70,000 points: 0.6 MB, its record less
+# A pickle of one numpy array takes a few dozen instructions; refusing long ones
+# bounds the time an unpickler written in Python can spend.
+MAX_PICKLE_OPS = 10_000
 
 
 """
@@ -138,9 +152,25 @@ def parse_args(argv=None):
         raise cli.UserError("--labels goes with one FEATURES pickle, not --all")
     if args.output:
         cli.check_output_file(args.output)
+    if not args.output or (args.html and args.all is not None):
+        check_default_folder(args)
     if args.projector:
         cli.check_output_dir(args.projector, option="--projector")
     return args
+
+
+def check_default_folder(args):
+    """The PNG goes beside the features (into DIR with --all), and with --all each
+    page too: that folder must take a file, checked now rather than after t-SNE.
+    A folder that is not there is left to the loading's clearer message."""
+    if args.all is not None:
+        folder, option, name = Path(args.all), "--all", None
+    else:
+        folder, option, name = Path(args.features).parent, "", args.features
+    if folder.is_dir():
+        cli.check_output_dir(folder, option=option, name=name,
+                             hint="; the picture goes there unless --output PATH says "
+                                  "where")
 
 
 def idle_cores():
@@ -219,34 +249,136 @@ ARRAY_GLOBALS = {
     ("_codecs", "encode"),                       # bytes in protocol 2 pickles
 }
 
+"""
+A pickle can also ask numpy for an array far larger than itself: a 100-byte file can
+declare a shape of billions of elements. Each array's data is in the file, so no
+array may be larger than the bytes the file holds, all arrays together neither; the
+unpickler checks every shape and dtype against that budget before numpy allocates
+anything. (It is Python's own pure-Python unpickler, whose steps can be checked; the
+stream is first walked by `pickletools`, which refuses any instruction declaring
+more bytes than follow it.)
+"""
+
 
 class RefusedPickle(pickle.UnpicklingError):
     pass
 
 
-class ArrayUnpickler(pickle.Unpickler):
+class _NdarrayName:
+    """What ``numpy.ndarray`` unpickles as: a name that ``_reconstruct`` accepts,
+    but which cannot itself be called to allocate an array of any size."""
+
+    def __new__(cls, *args, **kwargs):
+        raise RefusedPickle("the pickle calls numpy.ndarray itself, which no saved "
+                            "array needs")
+
+
+class ArrayUnpickler(pickle._Unpickler):
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, data):
+        super().__init__(io.BytesIO(data))
+        self.size = self.budget = len(data)
+
+    # The allowed numpy functions, each behind a check of what it would allocate.
+    GUARDS = {"dtype": "_dtype", "_reconstruct": "_reconstruct",
+              "_frombuffer": "_frombuffer", "scalar": "_scalar", "encode": "_encode"}
+
     def find_class(self, module, name):
         # numpy 2 renamed numpy.core to numpy._core; older files use the old name.
-        if (module.replace("numpy.core.", "numpy._core."), name) not in ARRAY_GLOBALS:
-            raise RefusedPickle(f"{module}.{name}")
-        return super().find_class(module, name)
+        key = (module.replace("numpy.core.", "numpy._core."), name)
+        if key not in ARRAY_GLOBALS:
+            raise RefusedPickle(f"the pickle would import {module}.{name}, and only "
+                                "numpy arrays are allowed (a pickle can run code as "
+                                "it loads)")
+        if key == ("numpy", "ndarray"):
+            return _NdarrayName
+        return functools.partial(getattr(self, self.GUARDS[name]),
+                                 super().find_class(*key))
+
+    def _reserve(self, shape, dtype):
+        """Count an array of ``shape`` and ``dtype`` against the file's bytes."""
+        dtype = dtype if isinstance(dtype, np.dtype) else self._dtype(np.dtype, dtype)
+        if dtype.hasobject:
+            raise RefusedPickle("the pickle holds an array of Python objects, and only "
+                                "arrays of numbers are allowed")
+        shape = (shape,) if isinstance(shape, int) else shape
+        if not isinstance(shape, tuple) or \
+                not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise RefusedPickle(f"the pickle declares an array of shape {shape!r}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > self.budget:
+            raise RefusedPickle(f"the pickle declares a {shape} array of {dtype} "
+                                f"({nbytes:,} bytes), more than its {self.size:,} "
+                                "bytes can hold")
+        self.budget -= nbytes
+
+    def _dtype(self, real, *args):
+        dtype = real(*args)
+        if dtype.hasobject:
+            raise RefusedPickle("the pickle holds an array of Python objects, and only "
+                                "arrays of numbers are allowed")
+        return dtype
+
+    def _reconstruct(self, real, subtype, shape, dtype):
+        if subtype is not _NdarrayName:
+            raise RefusedPickle("the pickle rebuilds an array of another class")
+        self._reserve(shape, dtype)
+        return real(np.ndarray, shape, dtype)
+
+    def _frombuffer(self, real, buffer, dtype, shape, order):
+        self._reserve(shape, dtype)
+        return real(buffer, dtype, shape, order)
+
+    def _scalar(self, real, dtype, *args):
+        self._reserve((), dtype)
+        return real(dtype, *args)
+
+    def _encode(self, real, text, encoding="utf-8", *args):
+        # Protocol 2 stores bytes as latin-1 text: no other codec is needed.
+        if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+            raise RefusedPickle(f"the pickle encodes bytes as {encoding!r}")
+        return real(text, encoding)
+
+    def load_build(self):
+        # An array's data arrives in its state (shape, dtype, bytes): check first.
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.ndarray):
+            if not isinstance(state, tuple) or len(state) not in (4, 5) or \
+                    not isinstance(state[-1], (bytes, bytearray)):
+                raise RefusedPickle("the pickle sets an array's state to something "
+                                    "other than its numbers")
+            self._reserve(state[-4], state[-3])
+        pickle._Unpickler.load_build(self)
+
+    dispatch[pickle.BUILD[0]] = load_build
 
 
-def load_pickle(path, data=None):
+def _check_stream(data):
+    """Walk the pickle's instructions without running them: every length must fit
+    in what follows, and there must be no more of them than an array pickle needs."""
+    for count, _ in enumerate(pickletools.genops(io.BytesIO(data)), 1):
+        if count > MAX_PICKLE_OPS:
+            raise RefusedPickle(f"more than {MAX_PICKLE_OPS:,} pickle instructions, "
+                                "far more than a numpy array needs")
+
+
+def load_pickle(path, data=None, max_bytes=FEATURES_MAX_BYTES):
     """Unpickle ``path`` (or its bytes ``data``) allowing numpy arrays only."""
     path = Path(path)
     if data is None:
-        data = read_bytes(path)
+        data = read_bytes(path, max_bytes)
     if not data:
         raise cli.UserError(f"{path}: empty file, expected a pickled numpy array")
     try:
-        return ArrayUnpickler(io.BytesIO(data)).load()
+        _check_stream(data)
+        return ArrayUnpickler(data).load()
     except RefusedPickle as error:
-        raise cli.UserError(
-            f"{path}: refused to load: the pickle would import {error}, and only numpy "
-            "arrays are allowed (a pickle can run code as it loads)") from None
+        raise cli.UserError(f"{path}: refused to load: {error}") from None
     except Exception as error:  # noqa: BLE001 - any malformed input is the file's fault
-        if isinstance(error, EOFError) or "truncated" in str(error):
+        if isinstance(error, EOFError) or "truncated" in str(error) or \
+                re.search(r"expected \d+ bytes in a \w+, but only \d+ remain",
+                          str(error)):
             raise cli.UserError(f"{path}: truncated pickle (the file ends too "
                                 "early)") from None
         reason = " ".join(str(error).split())  # some messages span two lines
@@ -254,25 +386,17 @@ def load_pickle(path, data=None):
                             f"({type(error).__name__}: {reason})") from None
 
 
-def load_array(path):
+def load_array(path, max_bytes=FEATURES_MAX_BYTES):
     """A numpy array from a pickle, loaded safely; any problem is a UserError."""
-    array = load_pickle(path)
+    array = load_pickle(path, max_bytes=max_bytes)
     if not isinstance(array, np.ndarray):
         raise cli.UserError(f"{path}: contains a {type(array).__name__}, expected a "
                             "numpy array")
     return array
 
 
-def read_bytes(path):
-    path = Path(path)
-    if path.is_dir():
-        raise cli.UserError(f"{path}: is a directory, expected a .pickle file")
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise cli.UserError(f"{path}: no such file") from None
-    except OSError as error:
-        raise cli.UserError(f"{path}: cannot read it ({error.strerror})") from None
+def read_bytes(path, max_bytes):
+    return files.read_regular(path, max_bytes, "a .pickle file")
 
 
 """
@@ -297,6 +421,9 @@ def check_features(array, path):
         raise cli.UserError(f"{path}: empty array of shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise cli.UserError(f"{path}: array of dtype {array.dtype}, expected numbers")
+    if np.iscomplexobj(array):  # float32 would silently drop the imaginary parts
+        raise cli.UserError(f"{path}: complex numbers ({array.dtype}), expected real "
+                            "features")
     array = array.astype(np.float32)
     bad = np.count_nonzero(~np.isfinite(array))
     if bad:
@@ -377,7 +504,7 @@ class Codes:
         self.path = Path(features_path)
         self.prefix = prefix_of(self.path)
         self.name = MODEL_NAMES.get(self.prefix, self.prefix)
-        data = read_bytes(self.path)
+        data = read_bytes(self.path, FEATURES_MAX_BYTES)
         features = check_features(load_pickle(self.path, data), self.path)
         self.sha256 = hashlib.sha256(data).hexdigest()
 
@@ -386,10 +513,15 @@ class Codes:
         if not labels_path.exists():
             raise cli.UserError(f"{labels_path}: no such file (the labels for "
                                 f"{self.path}{hint})")
-        data = read_bytes(labels_path)
+        data = read_bytes(labels_path, LABELS_MAX_BYTES)
         labels = check_labels(load_pickle(labels_path, data), labels_path,
                               len(features), self.path)
         self.labels_sha256 = hashlib.sha256(data).hexdigest()
+        digits = np.unique(labels)
+        if len(digits) == 1:
+            print(f"Warning: every label in {labels_path} is the digit {digits[0]}: with "
+                  "one digit every neighbour votes right, so the 5-NN accuracy would "
+                  "be 1.000 and mean nothing; it is n/a")
 
         self.dims = int(np.prod(features.shape[1:]))
         self.images = self.decoder = None
@@ -414,8 +546,9 @@ class Codes:
         if args.html or args.projector:
             images_path = self.path.with_name(f"{self.prefix}_images.pickle")
             if images_path.exists():
-                self.images = check_images(load_pickle(images_path), images_path,
-                                           count)
+                self.images = check_images(
+                    load_pickle(images_path, max_bytes=IMAGES_MAX_BYTES), images_path,
+                    count)
                 found.append(images_path)
             else:
                 shown = " and the ".join(name for name, wanted in (
@@ -455,6 +588,11 @@ def check_mappable(codes, perplexity, neighbours):
     too few distinct codes, its perplexity and the nearest neighbours mean nothing.
     """
     where, rows = f"{codes.path}: ", codes.rows
+    if len(rows) <= neighbours:
+        raise cli.UserError(where + f"only {len(rows):,} codes: a vote of {neighbours} "
+                            f"nearest neighbours needs at least {neighbours + 1} test "
+                            "digits; was the model trained with --limit? Retrain "
+                            "without it, or with a bigger one")
     distinct = len(np.unique(rows, axis=0))
     if distinct == 1:
         raise cli.UserError(where + f"all {len(rows):,} codes are identical (every "
@@ -466,9 +604,10 @@ def check_mappable(codes, perplexity, neighbours):
                             f"needs at least {neighbours + 1}; did the model collapse?")
     if codes.dims != 2 and distinct <= perplexity:
         of = "" if distinct == len(rows) else f" (of {len(rows):,})"
+        more = "" if of else " (or retrain without --limit, for more test digits)"
         raise cli.UserError(where + f"--perplexity {perplexity:g} needs more than "
                             f"{perplexity:g} distinct codes, there are {distinct:,}"
-                            f"{of}; lower --perplexity")
+                            f"{of}; lower --perplexity{more}")
     spread = float(np.sqrt(np.mean(np.var(rows, axis=0, dtype=np.float64))))
     low, high = SPREAD_RANGE
     if spread < low:
@@ -537,9 +676,9 @@ def read_cache(codes, settings):
     """The cached (points, quality) if made from the same files and settings."""
     points_path, record_path = cache_paths(codes)
     try:
-        record = json.loads(record_path.read_text())
-        data = points_path.read_bytes()
-    except (OSError, ValueError):
+        record = json.loads(files.read_regular(record_path, CACHE_MAX_BYTES, "a record"))
+        data = files.read_regular(points_path, CACHE_MAX_BYTES, "a t-SNE map")
+    except (cli.UserError, ValueError):  # no cache, or not one we wrote: recompute
         return None
     key = cache_key(codes, settings)
     if not isinstance(record, dict) or \

@@ -20,7 +20,7 @@ import numpy as np
 
 from plumbing import cli, figures
 from plumbing.data import IMAGE_SHAPE
-from plumbing.files import OutputSet, save_pickle
+from plumbing.files import OutputSet, check_staging, save_pickle
 
 # TensorFlow prints several lines of C++ start-up chatter at import; keep the
 # scripts' output to what a learner needs (set before Keras imports TensorFlow).
@@ -58,25 +58,12 @@ def _without_native_chatter():
                     print(line, file=sys.stderr)
 
 
-def _backend_problem(error):
-    """A bad KERAS_BACKEND, in one line that says how to fix it."""
-    name = os.environ.get("KERAS_BACKEND", "tensorflow")
-    missing = getattr(error, "name", None) or name
-    if isinstance(error, ImportError) and name in BACKENDS:
-        return (f"the {name} backend is not installed (KERAS_BACKEND={name}: no "
-                f"module named {missing!r}); install it, or choose another backend "
-                f"with KERAS_BACKEND ({', '.join(BACKENDS)})")
-    return (f"KERAS_BACKEND={name} is not a backend Keras can load ({error}); use "
-            f"one of {', '.join(BACKENDS)}")
-
-
-BACKENDS = ("tensorflow", "jax", "torch")
-
+cli.check_backend()  # a KERAS_BACKEND that cannot load: one line, before any wait
 with _without_native_chatter():
     try:
         import keras
-    except (ImportError, ValueError) as error:
-        raise cli.UserError(_backend_problem(error)) from None
+    except (ImportError, ValueError) as error:  # what Keras raises for a bad backend
+        raise cli.UserError(cli.backend_problem(error)) from None
 
     if keras.backend.backend() == "tensorflow":
         # TensorFlow looks for a GPU when first asked, and on a machine without one
@@ -111,6 +98,7 @@ def setup(args, recipes):
         raise cli.UserError(f"--warmup {args.warmup} must be fewer than the "
                             f"{args.epochs} epochs")
     cli.check_output_dir(args.out_dir)
+    check_staging(args.out_dir)  # something in the way of saving: said now
     keras.utils.set_random_seed(args.seed)
     args.precision, why = choose_precision(args.precision,
                                            on_cpu=args.mixed_precision_on_cpu)

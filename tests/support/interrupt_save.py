@@ -38,7 +38,7 @@ if when == "writing":
 elif when == "moving":
     real_finish_moves = files._finish_moves
 
-    def finish_moves_with_interrupt(staging):
+    def finish_moves_with_interrupt(staging, prefix):
         real_replace, moved = os.replace, []
 
         def replace_then_interrupt(src, dst):
@@ -49,7 +49,7 @@ elif when == "moving":
 
         os.replace = replace_then_interrupt
         try:
-            real_finish_moves(staging)
+            real_finish_moves(staging, prefix)
         finally:
             os.replace = real_replace
 
