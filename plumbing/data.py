@@ -114,10 +114,10 @@ def _load_fashion_mnist():
     try:
         return keras.datasets.fashion_mnist.load_data()
     except Exception as error:  # no network, blocked proxy, a damaged cached copy...
-        raise UserError(f"--data fashion_mnist: Keras could not get Fashion-MNIST "
-                        f"({_reason(error)}), and there is no offline copy: go online "
-                        "once (Keras keeps it in its cache), or pass --data PATH.npz "
-                        "with the data in Keras' layout") from None
+        raise UserError(f"--data fashion_mnist: Keras could not load Fashion-MNIST "
+                        f"({_reason(error)}), and there is no offline sample of it: go "
+                        "online once (Keras keeps a copy in its cache), or pass --data "
+                        "PATH.npz with the data in Keras' layout") from None
 
 
 def _as_floats(images, shape):
