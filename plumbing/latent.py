@@ -615,7 +615,7 @@ def announce(codes, number, total):
 def print_quality(codes, quality, neighbours):
     """The two figures in words, for the terminal."""
     print(f"{neighbours}-NN accuracy of the {codes.dims}-d codes (5-fold CV on "
-          f"{len(codes.labels):,} test digits): {fmt(quality['knn_accuracy'])}")
+          f"{len(codes.labels):,} test images): {fmt(quality['knn_accuracy'])}")
     if codes.dims == 2:
         print("Trustworthiness: n/a (2-D features plotted as is)")
     else:
@@ -672,8 +672,8 @@ def save_maps(panels, draw_map, colours, output, show):
     """One map per (codes, points, quality), four to a row, with a legend of labels.
 
     ``draw_map(ax, *panel, compact)`` draws one; ``colours`` is the labels'
-    colormap. Models of MNIST and of Fashion-MNIST side by side get a legend each:
-    their colours mean different things.
+    colormap. Models of MNIST and of Fashion-MNIST side by side get a column of
+    the legend each: a colour means a digit in one, a class in the other.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -690,20 +690,24 @@ def save_maps(panels, draw_map, colours, output, show):
     namings = {}  # (kind, names) -> the titles of the data sets named so
     for codes, _, _ in panels:
         namings.setdefault(labels_of(codes.data), {})[title_of(codes.data)] = None
-    places = ["center right"] if len(namings) == 1 else ["upper right", "lower right"]
-    legends = []
-    for ((kind, names), titles), place in zip(namings.items(), places):
-        handles = [Line2D([], [], marker="o", linestyle="", markersize=7,
-                          color=colours(label), label=name)
-                   for label, name in enumerate(names)]
-        title = kind if len(namings) == 1 else f"{', '.join(titles)}: {kind}"
-        legends.append(fig.legend(handles=handles, title=title, loc=place,
-                                  frameon=False))
+    handles = []
+    for (kind, names), titles in namings.items():
+        if len(namings) > 1:  # a column each, headed by its data sets
+            handles.append(Line2D([], [], linestyle="",
+                                  label=f"{', '.join(titles)}: {kind}"))
+        handles += [Line2D([], [], marker="o", linestyle="", markersize=7,
+                           color=colours(label), label=name)
+                    for label, name in enumerate(names)]
+    title = next(iter(namings))[0] if len(namings) == 1 else None
+    legend = fig.legend(handles=handles, title=title, ncols=len(namings),
+                        loc="center right", frameon=False)
     if grid:
         fig.suptitle("Latent spaces of the test images", fontsize=14)
-    # Room on the right for the widest legend (clothes' names are longer than digits).
-    margin = max(legend.get_window_extent().width for legend in legends) / fig.dpi
-    fig.tight_layout(rect=(0, 0, 1 - (margin + 0.1) / fig.get_figwidth(), 1))
+    # The maps keep their size; the figure widens for a legend wider than the
+    # digits' (clothes' names, or a column per naming).
+    margin = legend.get_window_extent().width / fig.dpi + 0.1
+    fig.set_figwidth(fig.get_figwidth() + max(0.0, margin - 0.9))
+    fig.tight_layout(rect=(0, 0, 1 - max(margin, 0.9) / fig.get_figwidth(), 1))
     figures.save_figure(fig, output, show)
     print(f"Wrote {output}")
 

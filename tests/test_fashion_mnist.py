@@ -135,8 +135,10 @@ def test_all_shows_each_panels_data_set_and_a_legend_for_each_naming(
     titles = [ax.get_title().splitlines()[0] for ax in fig.axes if ax.get_title()]
     assert titles == ["Simple autoencoder on Fashion-MNIST",
                       "Deep autoencoder on MNIST", "Convolutional autoencoder on MNIST"]
-    assert legends(fig) == [("Fashion-MNIST: class", FASHION),
-                            ("MNIST: digit", DIGITS)]
+    # A column for each naming of the labels, headed by its data sets.
+    assert legends(fig) == [("", ["Fashion-MNIST: class", *FASHION,
+                                  "MNIST: digit", *DIGITS])]
+    assert fig.legends[0]._ncols == 2
     table = capsys.readouterr().out
     assert "Data" in table and "Fashion-MNIST" in table
 
