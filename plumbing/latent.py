@@ -451,7 +451,7 @@ def data_name_of(features_path, prefix):
     record_path = Path(features_path).with_name(f"{prefix}_metrics.json")
     try:
         name = json.loads(record_path.read_text())["data"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return "mnist"
     if isinstance(name, str) and name.isprintable() and 0 < len(name) <= 100:
         return name

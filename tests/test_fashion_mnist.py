@@ -152,6 +152,7 @@ def test_all_shows_each_panels_data_set_and_a_legend_for_each_naming(
     ({"data": {"name": "x" * 1000}}, "mnist"),
     ([1, 2], "mnist"),
     ("not json", "mnist"),
+    ("[" * 100_000, "mnist"),  # nested too deep for Python's json
     (None, "mnist"),
 ])
 def test_data_set_of_a_run_is_read_from_its_metrics(tmp_path, record, expected):
