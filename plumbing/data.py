@@ -19,8 +19,6 @@ IMAGE_SHAPE = (28, 28)
 SAMPLE_TEST_PER_CLASS = 100  # the shipped sample has 500 digits per class
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
 
-# What --data takes by name; anything else is the path of an .npz.
-DATA_NAMES = ("mnist", "fashion_mnist", "sample")
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 DIGITS = tuple(str(digit) for digit in range(10))
 # Fashion-MNIST's labels 0-9, in Zalando's order.
@@ -29,9 +27,12 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 
 
 def data_option(text):
-    """--data: a name of DATA_NAMES or a path. Fashion-MNIST is fetched right here,
-    while the command line is read: offline, with no cached copy, the run stops
-    before it has made a folder or written a file."""
+    """--data: mnist, fashion_mnist, sample, or else the path of an .npz.
+
+    Fashion-MNIST is fetched right here, while the command line is read: offline,
+    with no cached copy, the run stops before it has made a folder or written a
+    file (there is no sample of it to fall back on, as there is for MNIST).
+    """
     text = cli.path(text)
     if text == "fashion_mnist":
         _load_fashion_mnist()
