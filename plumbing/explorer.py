@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import cli, files
+from plumbing.data import labels_of
 
 IMAGE_SIDE = 28
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",  # matplotlib's
@@ -73,13 +74,15 @@ class Plane:
 
 
 def write_page(path, *, title, points, labels, images, caption, plane=None,
-               rows=None):
+               rows=None, data_name="mnist"):
     """Write the explorer page for ``points`` (N, 2) to ``path``, atomically.
 
     ``images`` (N, 28, 28) uint8, or None when the test images are not at hand (the
     page then says so and its tooltips show digit and row only); ``caption``: lines
     of text shown above the map; ``plane``: a ``decode_plane`` result, or None;
-    ``rows``: each point's row in the test set (default 0 to N-1), for a sample.
+    ``rows``: each point's row in the test set (default 0 to N-1), for a sample;
+    ``data_name``: whose labels these are (``data.labels_of``), for the legend and
+    the tooltips.
     """
     _import("bokeh", "--html")
     from bokeh.embed import file_html
@@ -104,14 +107,16 @@ def write_page(path, *, title, points, labels, images, caption, plane=None,
         fig.xaxis.axis_label, fig.yaxis.axis_label = "z[0]", "z[1]"
         _draw_backdrop(fig, plane)
     size = float(np.clip(400 / math.sqrt(max(len(points), 1)), 4, 10))  # px
-    renderers = _draw_digits(fig, points, labels, size)
-    _add_tooltips(fig, points, labels, images, rows, size, renderers)
+    kind, names = labels_of(data_name)
+    renderers = _draw_digits(fig, points, labels, size, names)
+    _add_tooltips(fig, points, labels, images, rows, size, renderers, kind, names)
     legend = fig.legend[0]
-    legend.title = "digit (click: hide/show)"
+    legend.title = f"{kind} (click: hide/show)"
     legend.click_policy = "hide"
     fig.add_layout(legend, "right")
 
-    header = Div(text=_header(title, caption, images is not None, plane is not None),
+    header = Div(text=_header(title, caption, images is not None, plane is not None,
+                              kind),
                  width=1100, name="caption", disable_math=True)
     body = fig if plane is None else row(fig, _plane_panel(fig, plane))
     page = column(header, body)
@@ -119,19 +124,20 @@ def write_page(path, *, title, points, labels, images, caption, plane=None,
         tmp.write_text(file_html(page, INLINE, title=title), encoding="utf-8")
 
 
-def _draw_digits(fig, points, labels, size):
-    """One scatter per digit: the legend can only hide whole renderers."""
+def _draw_digits(fig, points, labels, size, names):
+    """One scatter per label: the legend can only hide whole renderers."""
     renderers = []
     for digit in np.unique(labels):
         rows = labels == digit
         renderers.append(fig.scatter(
             points[rows, 0], points[rows, 1], size=size,
             color=PALETTE[digit % len(PALETTE)], alpha=POINT_ALPHA, line_width=0,
-            legend_label=str(digit), name=f"digit-{digit}"))
+            legend_label=names[digit], name=f"digit-{digit}"))
     return renderers
 
 
-def _add_tooltips(fig, points, labels, images, rows, size, digit_renderers):
+def _add_tooltips(fig, points, labels, images, rows, size, digit_renderers, kind,
+                  names):
     """Tooltips from one transparent layer holding every point.
 
     Hovering the digits' own renderers would give one tooltip per digit under the
@@ -144,7 +150,7 @@ def _add_tooltips(fig, points, labels, images, rows, size, digit_renderers):
 
     rows = np.arange(len(points)) if rows is None else np.asarray(rows)
     data = {"x": points[:, 0], "y": points[:, 1], "row": rows,
-            "label": labels}
+            "label": labels, "name": [names[label] for label in labels]}
     if images is not None:
         data["image"] = [png_data_uri(image) for image in images]
     source = ColumnDataSource(data)
@@ -160,28 +166,29 @@ def _add_tooltips(fig, points, labels, images, rows, size, digit_renderers):
         """)
     for renderer in digit_renderers:
         renderer.js_on_change("visible", follow_legend)
-    fig.add_tools(HoverTool(renderers=[layer], tooltips=_tooltip(images is not None),
-                            limit=1, name="hover"))
+    fig.add_tools(HoverTool(renderers=[layer],
+                            tooltips=_tooltip(images is not None, kind), limit=1,
+                            name="hover"))
 
 
-def _tooltip(with_images):
+def _tooltip(with_images, kind):
     image = (f'<img src="@image" width="{TOOLTIP_SIDE}" height="{TOOLTIP_SIDE}" '
-             f'alt="digit @label" style="image-rendering:pixelated;display:block">'
+             f'alt="{kind} @name" style="image-rendering:pixelated;display:block">'
              if with_images else "")
     return (f'<div class="explorer-tooltip">{image}'
-            f'<div style="font-size:13px">digit <b>@label</b>, row @row</div></div>')
+            f'<div style="font-size:13px">{kind} <b>@name</b>, row @row</div></div>')
 
 
-def _header(title, caption, with_images, with_plane):
+def _header(title, caption, with_images, with_plane, kind):
     lines = "<br>".join(html.escape(line) for line in caption)
-    how = ("Drag to pan, scroll to zoom; hover a point to see its test digit; click a "
-           "digit in the legend to hide or show it.")
+    how = (f"Drag to pan, scroll to zoom; hover a point to see its test image; click "
+           f"a {kind} in the legend to hide or show it.")
     if with_plane:
         how += (" The panel on the right shows the digit the decoder draws where the "
                 "pointer is on the latent plane (faintly drawn behind the codes).")
     missing = "" if with_images else (
         "<p><b>The test images were not available:</b> hovering shows each point's "
-        "digit and row only.</p>")
+        f"{kind} and row only.</p>")
     return (f"<h2 style='margin:0 0 6px'>{html.escape(title)}</h2>"
             f"<p style='margin:0 0 6px'>{lines}</p><p style='margin:0;color:#555'>"
             f"{how}</p>{missing}")
@@ -300,11 +307,12 @@ def _first_line(error):
 # The TensorBoard projector
 
 
-def write_projector(directory, *, name, codes, labels, images):
+def write_projector(directory, *, name, codes, labels, images, data_name="mnist"):
     """Write ``name``'s codes for TensorBoard's Embedding Projector into ``directory``.
 
     Files: ``<name>_tensors.tsv`` (one code per line), ``<name>_metadata.tsv`` (its
-    digit), ``<name>_sprite.png`` (the test images, unless ``images`` is None) and
+    label, named as ``data_name``'s are: a digit, or a Fashion-MNIST class),
+    ``<name>_sprite.png`` (the test images, unless ``images`` is None) and
     ``projector_config.pbtxt``, which lists them. Other embeddings already in that
     config stay, so several models can share one directory, as ``--all`` needs:
     ``tensorboard --logdir DIR`` reads the config in DIR itself, but in a subfolder
@@ -327,8 +335,9 @@ def write_projector(directory, *, name, codes, labels, images):
     with files.atomic_path(directory / tensors) as tmp:
         np.savetxt(tmp, codes, fmt="%.6g", delimiter="\t")
     # A single column has no header: the projector reads every line as a label.
+    names = labels_of(data_name)[1]
     with files.atomic_path(directory / metadata) as tmp:
-        tmp.write_text("".join(f"{label}\n" for label in labels))
+        tmp.write_text("".join(f"{names[label]}\n" for label in labels))
     side = None
     if images is not None:
         side = _write_sprite(directory / sprite, np.asarray(images, dtype=np.uint8))

@@ -7,7 +7,7 @@ Every function here returns a matplotlib figure; ``save_figure`` writes one as a
 import numpy as np
 
 from plumbing import cli
-from plumbing.data import IMAGE_SHAPE
+from plumbing.data import IMAGE_SHAPE, labels_of
 from plumbing.files import atomic_path
 
 
@@ -126,16 +126,18 @@ def code_maps(codes, title):
     return fig
 
 
-def latent_scatter(z, labels, title):
-    """2-d codes, one colour per digit."""
+def latent_scatter(z, labels, title, data_name="mnist"):
+    """2-d codes, one colour per label, named as ``data_name``'s labels are (the
+    ``name`` in load_mnist's info: digits for MNIST, clothes for Fashion-MNIST)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 6))
     cmap = plt.get_cmap("tab10")
-    for digit in range(10):
-        mask = labels == digit
-        ax.scatter(z[mask, 0], z[mask, 1], s=3, color=cmap(digit), label=str(digit))
-    ax.legend(title="digit", markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5))
+    kind, names = labels_of(data_name)
+    for label, name in enumerate(names):
+        mask = labels == label
+        ax.scatter(z[mask, 0], z[mask, 1], s=3, color=cmap(label), label=name)
+    ax.legend(title=kind, markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     ax.set_title(title)

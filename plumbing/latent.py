@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import cli, files, figures
-from plumbing.data import IMAGE_SHAPE
+from plumbing.data import IMAGE_SHAPE, labels_of, title_of
 
 # The models in the order of the tutorial; unknown prefixes follow, alphabetically.
 MODEL_NAMES = {
@@ -523,6 +523,7 @@ class Codes:
                   "one digit every neighbour votes right, so the 5-NN accuracy would "
                   "be 1.000 and mean nothing; it is n/a")
 
+        self.data = data_name_of(self.path, self.prefix)
         self.dims = int(np.prod(features.shape[1:]))
         self.images = self.decoder = None
         extras = self.explorer_files(args, len(features))
@@ -571,6 +572,23 @@ class Codes:
         if self.features.ndim == 2:
             return f"{self.dims}-d"
         return "x".join(map(str, self.features.shape[1:])) + f" = {self.dims}-d"
+
+
+def data_name_of(features_path, prefix):
+    """The name of the data set the codes come from (``data.title_of`` and
+    ``labels_of`` read it), as the run's metrics beside the features record it.
+
+    A record from before data sets had names, or none at all, means MNIST: the only
+    data set then; so does a name that is not a short line of text.
+    """
+    record_path = Path(features_path).with_name(f"{prefix}_metrics.json")
+    try:
+        name = json.loads(record_path.read_text())["data"]["name"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return "mnist"
+    if isinstance(name, str) and name.isprintable() and 0 < len(name) <= 100:
+        return name
+    return "mnist"
 
 
 def check_same_run(path, prefix):
@@ -726,8 +744,8 @@ def fmt(value):
 
 def announce(codes, number, total):
     step = f"[{number}/{total}] " if total > 1 else ""
-    print(f"{step}{codes.name}: {len(codes.labels):,} codes ({codes.describe()}) from "
-          f"{codes.path}")
+    print(f"{step}{codes.name}: {len(codes.labels):,} codes ({codes.describe()}) of "
+          f"{title_of(codes.data)} from {codes.path}")
     if len(codes.labels) < codes.count:
         print(f"{codes.name}: a stratified sample of {len(codes.labels):,} of "
               f"{codes.count:,} codes (--max-points)")
@@ -736,7 +754,7 @@ def announce(codes, number, total):
 def print_quality(codes, quality, neighbours):
     """The two figures in words, for the terminal."""
     print(f"{neighbours}-NN accuracy of the {codes.dims}-d codes (5-fold CV on "
-          f"{len(codes.labels):,} test digits): {fmt(quality['knn_accuracy'])}")
+          f"{len(codes.labels):,} test images): {fmt(quality['knn_accuracy'])}")
     if codes.dims == 2:
         print("Trustworthiness: n/a (2-D features plotted as is)")
     else:
@@ -753,43 +771,48 @@ def figures_in_words(codes, quality, neighbours):
 
 
 def map_title(codes, quality, neighbours, compact):
-    """A map's title: the model, how many codes, how it was drawn, its two figures."""
+    """A map's title: the model and its data set, how many codes, how it was drawn,
+    its two figures."""
     knn, trust = figures_in_words(codes, quality, neighbours)
     count = f"{len(codes.labels):,}"
     method = "plotted as is" if codes.dims == 2 else "t-SNE"
+    model = f"{codes.name} on {title_of(codes.data)}"
     if compact:
-        return f"{codes.name}\n{count} codes ({codes.describe()}), {method}\n" \
+        return f"{model}\n{count} codes ({codes.describe()}), {method}\n" \
                f"{knn}, {trust}"
     if codes.dims == 2:
-        return f"{codes.name}: {count} test codes ({codes.describe()}) {method}\n" \
+        return f"{model}: {count} test codes ({codes.describe()}) {method}\n" \
                f"{knn}  \u00b7  {trust}"
-    return f"{codes.name}: {method} of {count} test codes ({codes.describe()})\n" \
+    return f"{model}: {method} of {count} test codes ({codes.describe()})\n" \
            f"{knn}  \u00b7  {trust}"
 
 
 def print_table(panels, neighbours):
-    """--all: one row per model with its two figures."""
+    """--all: one row per model with its two figures and its data set."""
     header = ("Model", "Code shape", "Dim", f"{neighbours}-NN accuracy",
-              "Trustworthiness")
+              "Trustworthiness", "Data")
     table = [header]
     for codes, _, quality in panels:
         trust = "n/a (2-D, as is)" if codes.dims == 2 else \
             fmt(quality["trustworthiness"])
         table.append((codes.name, "x".join(map(str, codes.features.shape[1:])),
-                      str(codes.dims), fmt(quality["knn_accuracy"]), trust))
+                      str(codes.dims), fmt(quality["knn_accuracy"]), trust,
+                      title_of(codes.data)))
     print(f"\n{neighbours}-NN accuracy: 5-fold cross-validation on the test codes; "
           f"trustworthiness of the t-SNE map, {neighbours} neighbours:")
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
-        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+        print("  ".join(cell.ljust(w) if i < 2 or i == len(row) - 1 else cell.rjust(w)
                         for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
     print()
 
 
 def save_maps(panels, draw_map, colours, output, show):
-    """One map per (codes, points, quality), four to a row, with a legend of digits.
+    """One map per (codes, points, quality), four to a row, with a legend of labels.
 
-    ``draw_map(ax, *panel, compact)`` draws one; ``colours`` is the digits' colormap.
+    ``draw_map(ax, *panel, compact)`` draws one; ``colours`` is the labels'
+    colormap. Models of MNIST and of Fashion-MNIST side by side get a column of
+    the legend each: a colour means a digit in one, a class in the other.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -803,12 +826,27 @@ def save_maps(panels, draw_map, colours, output, show):
         draw_map(ax, *panel, compact=grid)
     for ax in axes.flat[len(panels):]:
         ax.set_axis_off()
-    legend = [Line2D([], [], marker="o", linestyle="", markersize=7,
-                     color=colours(digit), label=str(digit)) for digit in range(DIGITS)]
-    fig.legend(handles=legend, title="digit", loc="center right", frameon=False)
+    namings = {}  # (kind, names) -> the titles of the data sets named so
+    for codes, _, _ in panels:
+        namings.setdefault(labels_of(codes.data), {})[title_of(codes.data)] = None
+    handles = []
+    for (kind, names), titles in namings.items():
+        if len(namings) > 1:  # a column each, headed by its data sets
+            handles.append(Line2D([], [], linestyle="",
+                                  label=f"{', '.join(titles)}: {kind}"))
+        handles += [Line2D([], [], marker="o", linestyle="", markersize=7,
+                           color=colours(label), label=name)
+                    for label, name in enumerate(names)]
+    title = next(iter(namings))[0] if len(namings) == 1 else None
+    legend = fig.legend(handles=handles, title=title, ncols=len(namings),
+                        loc="center right", frameon=False)
     if grid:
-        fig.suptitle("Latent spaces of the test digits", fontsize=14)
-    fig.tight_layout(rect=(0, 0, 1 - 0.9 / fig.get_figwidth(), 1))
+        fig.suptitle("Latent spaces of the test images", fontsize=14)
+    # The maps keep their size; the figure widens for a legend wider than the
+    # digits' (clothes' names, or a column per naming).
+    margin = legend.get_window_extent().width / fig.dpi + 0.1
+    fig.set_figwidth(fig.get_figwidth() + max(0.0, margin - 0.9))
+    fig.tight_layout(rect=(0, 0, 1 - max(margin, 0.9) / fig.get_figwidth(), 1))
     figures.save_figure(fig, output, show)
     print(f"Wrote {output}")
 
@@ -834,16 +872,17 @@ def explore(codes, points, quality, args, neighbours):
             how = (f"t-SNE: perplexity {args.perplexity:g}, {args.max_iter} "
                    f"iterations, seed {args.seed}")
         caption = [f"{codes.name}: {len(codes.labels):,} test codes "
-                   f"({codes.describe()})",
+                   f"({codes.describe()}) of {title_of(codes.data)}",
                    *figures_in_words(codes, quality, neighbours), how]
         plane = None
         if codes.decoder:
             print(f"Decoding the latent plane with {codes.decoder.name}")
             plane = explorer.decode_plane(codes.decoder, points)
         with writing(page):
-            explorer.write_page(page, title=f"{codes.name}: latent space",
-                                points=points, labels=codes.labels, images=codes.images,
-                                caption=caption, plane=plane, rows=codes.test_rows)
+            explorer.write_page(page, title=f"{codes.name} on {title_of(codes.data)}: "
+                                "latent space", points=points, labels=codes.labels,
+                                images=codes.images, caption=caption, plane=plane,
+                                rows=codes.test_rows, data_name=codes.data)
         print(f"Wrote {page}")
     if args.projector:
         # Every model into the one folder: TensorBoard reads a projector config only
@@ -851,7 +890,8 @@ def explore(codes, points, quality, args, neighbours):
         folder = Path(args.projector)
         with writing(folder):
             explorer.write_projector(folder, name=codes.prefix, codes=codes.rows,
-                                     labels=codes.labels, images=codes.images)
+                                     labels=codes.labels, images=codes.images,
+                                     data_name=codes.data)
         print(f"Wrote the Embedding Projector files in {folder}/")
 
 

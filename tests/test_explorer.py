@@ -264,6 +264,23 @@ def test_page_without_images_says_so_and_still_shows_label_and_row(browser, tmp_
     assert tooltips(browser) == [(f"digit {labels[5]}, row 5", None, 0)]
 
 
+def test_fashion_mnist_page_names_the_classes_in_legend_and_hover(browser, tmp_path):
+    need("bokeh")
+    from plumbing.data import FASHION_CLASSES
+
+    points, labels, images = digits()
+    path = tmp_path / "m_explorer.html"
+    explorer.write_page(path, title="m", points=points, labels=labels, images=images,
+                        caption=[], data_name="fashion_mnist")
+    open_page(browser, path)
+    boot = int(np.flatnonzero(labels == 9)[0])
+    point_to(browser, *map(float, points[boot]))
+    assert [text for text, *_ in tooltips(browser)] == [f"class Ankle boot, row {boot}"]
+    legend_entry(browser, "Ankle boot").click()  # the legend's entries are the names
+    assert not renderer_visible(browser, 9)
+    assert all(legend_entry(browser, name) for name in FASHION_CLASSES)
+
+
 # The VAE plane
 
 
