@@ -40,7 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plumbing import cli, data, lessons  # noqa: E402  (Keras-free until a lesson loads)
+from plumbing import cli, data, lessons  # noqa: E402  (Keras-free till used)
+from plumbing.backend import backend_installed, import_keras  # noqa: E402
 
 # Each script's output prefix. The port trains with the batch size and optimizer of
 # the script's "tutorial" recipe, as the original code did. Our scripts run at their
@@ -131,7 +132,7 @@ def save_sitting(name, record, path=SPEED_JSON):
 
 def port_seconds_per_epoch(script, data, epochs, limit=None):
     """Train SCRIPT's model the line-by-line-port way; return seconds per epoch."""
-    keras = cli.import_keras()
+    keras = import_keras()
 
     module = lessons.definitions(f"{script}.py")  # importing would run the lesson
     tutorial = module.RECIPES["tutorial"]
@@ -270,7 +271,7 @@ def main():
     parser.add_argument("--port", help=argparse.SUPPRESS)  # internal: one port run
     args = parser.parse_args()
     data.check_npz(args.data)  # in a moment, rather than from a child minutes later
-    missing = [b for b in args.backends if not cli.backend_installed(b)]
+    missing = [b for b in args.backends if not backend_installed(b)]
     if missing:
         raise cli.UserError(f"--backends {' '.join(missing)}: not installed here "
                             f"(pip install {' '.join(missing)}, or leave "

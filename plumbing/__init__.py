@@ -4,14 +4,20 @@ Nothing in this package teaches anything about autoencoders. The lessons are the
 scripts at the top level (``simple_autoencoder.py`` ... ``visualize_latent_space.py``);
 this package only does what every one of them needs and no reader needs to see:
 
-* ``cli``: the command line, option checks and one-line error reporting.
-* ``files``: atomic writes, and each run's outputs made visible as one set.
-* ``training``: what the training scripts share (imports Keras).
+* ``cli``: the command line, reading a lesson's options (from the command line or a
+  notebook's ``options``), and one-line error reporting.
+* ``backend``: Keras, its backend checked and loaded quietly.
+* ``data``: MNIST, Fashion-MNIST, the offline sample and checked ``.npz`` files.
+* ``files``: bounded reads, atomic writes, and each run's outputs as one set.
+* ``training``: what the training scripts share once Keras is loaded.
 * ``precision``: the dtype policy to train in, and float32 copies to save.
 * ``figures``: the matplotlib figures.
 * ``latent``: the visualiser's chores: safe unpickling, checks, t-SNE cache.
 * ``explorer``: the visualiser's interactive page and TensorBoard projector files.
+* ``lessons``: a lesson's definitions without its run (for the deconvolutional VAE,
+  the benchmarks and the tests).
+* ``notebooks``: notebooks/ made from the lessons (``python -m plumbing.notebooks``).
 
-Only ``training`` (and ``explorer``'s VAE plane) import Keras, so the visualiser
-starts without any deep-learning backend.
+Only ``training`` imports Keras as it loads (others through ``backend`` when they
+need it), so the visualiser starts without any deep-learning backend.
 """

@@ -201,8 +201,6 @@ def training_parser(doc, recipes, mixed_precision_on_cpu=False):
     training option defaults to None here and ``setup`` fills in the chosen recipe's
     value, so an option given on the command line changes that option only.
     """
-    from plumbing.data import data_option  # (data imports this module)
-
     parser = ArgumentParser(description=_description(doc),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     ours, tutorial = recipes["ours"], recipes["tutorial"]
@@ -242,7 +240,7 @@ def training_parser(doc, recipes, mixed_precision_on_cpu=False):
                              "that have bfloat16, mixed_float16 on older GPUs, and "
                              "float32 elsewhere (default: %(default)s)")
     parser.set_defaults(mixed_precision_on_cpu=mixed_precision_on_cpu)
-    parser.add_argument("--data", type=data_option, default="mnist",
+    parser.add_argument("--data", type=path, default="mnist",
                         metavar="NAME|PATH",
                         help="mnist (downloaded by Keras; offline, the sample), "
                              "fashion_mnist (downloaded by Keras, once: offline it "
@@ -350,68 +348,3 @@ def check_output_file(path, option="--output"):
 
 
 # Keras: which backend, and a missing or unknown one in one line.
-
-def _backend_fix(name):
-    others = [b for b in BACKENDS if b != name]
-    return f"set KERAS_BACKEND to {', '.join(others[:-1])} or {others[-1]}"
-
-
-def check_backend():
-    """The Keras backend that ``import keras`` would load; a UserError if it cannot.
-
-    Answers in a moment, without importing Keras (TensorFlow alone takes seconds):
-    the backend is KERAS_BACKEND, else the one in Keras' own keras.json, else
-    tensorflow, as Keras decides; it must be one of BACKENDS and be installed.
-    """
-    name = os.environ.get("KERAS_BACKEND") or None
-    if name is None:
-        return None  # keras.json's choice: import_keras reports a bad one
-    if name not in BACKENDS:
-        raise UserError(f"KERAS_BACKEND={name} is not a Keras backend that can train: "
-                        f"set it to tensorflow, jax or torch (e.g. "
-                        f"KERAS_BACKEND=jax python {Path(sys.argv[0]).name} ...)")
-    if not backend_installed(name):
-        raise UserError(f"KERAS_BACKEND={name}, but {name} is not installed: "
-                        f"pip install {name}, or {_backend_fix(name)}")
-    return name
-
-
-def backend_installed(name):
-    """Whether the backend ``name``'s package is installed (it shares the name)."""
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
-def import_keras():
-    """Import Keras on the chosen backend and return it; a problem is one UserError.
-
-    Keras is imported the way ``plumbing.training`` does it, with TensorFlow's
-    start-up chatter kept off stderr, so call this before importing that module.
-    """
-    from plumbing.training import keras  # checks the backend, one line if bad
-
-    return keras
-
-
-def backend_problem(error):
-    """Keras' failure to load its backend, in one line that says what to do."""
-    import re
-
-    # "Unable to import backend : foo": a bad name in keras.json or KERAS_BACKEND.
-    named = re.search(r"backend : (\S+)", str(error))
-    missing = getattr(error, "name", None)  # ModuleNotFoundError's module
-    name = os.environ.get("KERAS_BACKEND") or (named and named[1]) or missing
-    where = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else \
-        "Keras' backend (KERAS_BACKEND is not set; from keras.json or the default)"
-    if named:
-        return (f"{where} is {name}, not a Keras backend that can train: "
-                f"set KERAS_BACKEND to tensorflow, jax or torch")
-    if missing and missing.split(".")[0] in BACKENDS:
-        backend = missing.split(".")[0]
-        return (f"{where} is {name}, but {backend} is not installed: "
-                f"pip install {backend}, or {_backend_fix(backend)}")
-    reason = " ".join(str(error).split())[:200]
-    return (f"Keras could not load its {name or 'default'} backend "
-            f"({type(error).__name__}: {reason}); set KERAS_BACKEND to tensorflow, "
-            f"jax or torch")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy
 
-from plumbing import cli, files
+from plumbing import backend, cli, files
 from plumbing.cli import UserError
 
 IMAGE_SHAPE = (28, 28)
@@ -35,17 +35,15 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
-def data_option(text):
-    """--data: mnist, fashion_mnist, sample, or else the path of an .npz.
+def fetch(data):
+    """Get --data's named data set now, if it has no offline fallback.
 
-    Fashion-MNIST is fetched right here, while the command line is read: offline,
-    with no cached copy, the run stops before it has made a folder or written a
-    file (there is no sample of it to fall back on, as there is for MNIST).
+    ``training.setup`` calls this first, so that Fashion-MNIST offline with no cached
+    copy stops the run before it has made a folder or written a file (there is no
+    sample of it to fall back on, as there is for MNIST).
     """
-    text = cli.path(text)
-    if text == "fashion_mnist":
+    if data == "fashion_mnist":
         _load_fashion_mnist()
-    return text
 
 
 def title_of(data_name):
@@ -72,7 +70,7 @@ def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
     """
     name = "mnist"
     if data in (None, "mnist"):
-        keras = cli.import_keras()
+        keras = backend.import_keras()
         try:
             # Keras says "Downloading data from ..." even when it then fails: ours is
             # the one line a person needs, either way.
@@ -126,11 +124,11 @@ def _reason(error):
     return text
 
 
-@functools.cache  # fetched by data_option, then loaded once by load_mnist
+@functools.cache  # fetched by `fetch`, then loaded once by load_mnist
 def _load_fashion_mnist():
     """Keras' loader: its cache, or a download into it. There is no offline copy to
     fall back on, so failing to get it is the run's end."""
-    keras = cli.import_keras()
+    keras = backend.import_keras()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # Keras' "Downloading ..."
             return keras.datasets.fashion_mnist.load_data()

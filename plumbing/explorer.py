@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing import cli, files
+from plumbing import backend, cli, files
 from plumbing.data import labels_of
 
 IMAGE_SIDE = 28
@@ -291,7 +291,7 @@ def _load_decoder(path):
     # Keras opens the file by its name: check it first, so that a pipe, a huge file
     # or one we may not read is said for what it is.
     files.open_regular(path, DECODER_MAX_BYTES, "a Keras decoder (.keras)").close()
-    keras = cli.import_keras()
+    keras = backend.import_keras()
 
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)

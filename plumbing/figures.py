@@ -1,4 +1,5 @@
-"""The figures: rows of digits, code maps, a VAE's latent means and its manifold.
+"""The figures: learning curves, rows of digits, code maps, a VAE's latent means and
+its manifold.
 
 Every function here returns a matplotlib figure; ``save_figure`` writes one as a PNG
 (atomically) and opens a window only when asked (``--show``).

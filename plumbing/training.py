@@ -1,77 +1,26 @@
-"""What the training scripts share: the command line and its recipes, the callbacks
-that time and guard training, and saving a run's outputs as one set.
+"""What the training scripts share once Keras is loaded: setting up a run from its
+recipe, the callbacks that time and guard training, TensorBoard's run folders, and
+saving a run's outputs as one set.
 
 The lessons (the model, ``compile``, ``fit``, ``predict``) stay in the scripts; this
 module only does the chores around them. It imports Keras.
 """
 
-import contextlib
 import datetime
 import json
 import os
 import platform
-import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from plumbing import cli, figures
+from plumbing import backend, cli, data, figures
 from plumbing.data import IMAGE_SHAPE
 from plumbing.files import OutputSet, check_staging, save_pickle
 
-# TensorFlow prints several lines of C++ start-up chatter at import; keep the
-# scripts' output to what a learner needs (set before Keras imports TensorFlow).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-# Some of that chatter comes from absl logging, which ignores TF_CPP_MIN_LOG_LEVEL and
-# writes straight to file descriptor 2 before Python can intervene. So Keras is
-# imported with that descriptor captured; afterwards every captured line is passed on
-# except absl's info and warning records.
-_CHATTER = re.compile(r"[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] "
-                      r"|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit"
-                      r"|WARNING: All log messages before absl::InitializeLog"
-                      r"|To enable the following instructions: ")
-
-
-@contextlib.contextmanager
-def _without_native_chatter():
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no file descriptor 2 to capture: let it through
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines():
-                if not _CHATTER.match(line):
-                    print(line, file=sys.stderr)
-
-
-cli.check_backend()  # a KERAS_BACKEND that cannot load: one line, before any wait
-with _without_native_chatter():
-    try:
-        import keras
-    except (ImportError, ValueError) as error:  # what Keras raises for a bad backend
-        raise cli.UserError(cli.backend_problem(error)) from None
-
-    if keras.backend.backend() == "tensorflow":
-        # TensorFlow looks for a GPU when first asked, and on a machine without one
-        # it can log a CUDA error then: ask now, while the chatter is filtered.
-        import tensorflow
-
-        tensorflow.config.list_physical_devices()
-
+keras = backend.import_keras()
 from plumbing.precision import PRECISIONS, choose_precision, float32_model  # noqa: E402
 
 RECIPE_OPTIONS = cli.RECIPE_OPTIONS
@@ -80,7 +29,7 @@ VERBOSE = 1 if sys.stdout.isatty() or cli.in_notebook() else 2
 
 
 # --------------------------------------------------------------------------------------
-# The command line
+# Setting up a run
 # --------------------------------------------------------------------------------------
 
 
@@ -97,6 +46,7 @@ def setup(args, recipes):
     elif args.warmup >= args.epochs:
         raise cli.UserError(f"--warmup {args.warmup} must be fewer than the "
                             f"{args.epochs} epochs")
+    data.fetch(args.data)  # a data set that cannot be had: said before any folder
     cli.check_output_dir(args.out_dir)
     check_staging(args.out_dir)  # something in the way of saving: said now
     keras.utils.set_random_seed(args.seed)

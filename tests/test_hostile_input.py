@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy
 
-from plumbing import cli, data, explorer, figures, files, latent
+from plumbing import backend, cli, data, explorer, figures, files, latent
 from support import ROOT, one_line_error, run_script
 
 MEMORY_LIMIT = 4 << 30  # bytes of address space for a child fed a bomb
@@ -341,9 +341,9 @@ def test_the_vae_plane_with_a_bad_backend_is_one_line(tmp_path):
 
 def test_import_keras_names_a_missing_backend(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "torch")
-    monkeypatch.setattr(cli, "backend_installed", lambda name: False)
+    monkeypatch.setattr(backend, "backend_installed", lambda name: False)
     with pytest.raises(cli.UserError, match="torch is not installed: pip install"):
-        cli.import_keras()
+        backend.import_keras()
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -364,7 +364,7 @@ def test_compare_speed_names_a_backend_that_is_not_installed(tmp_path, monkeypat
         import compare_speed
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    monkeypatch.setattr(cli, "backend_installed", lambda name: name != "jax")
+    monkeypatch.setattr(compare_speed, "backend_installed", lambda name: name != "jax")
     monkeypatch.setattr(sys, "argv", ["compare_speed.py", "--data",
                                       str(write_npz(tmp_path / "m.npz")),
                                       "--backends", "tensorflow", "jax"])
