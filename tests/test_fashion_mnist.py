@@ -100,11 +100,11 @@ def test_offline_without_a_cached_copy_fails_in_one_line_and_writes_nothing(tmp_
 
 
 def test_help_lists_the_data_sets():
-    from plumbing import training
+    from plumbing import cli
 
     recipe = dict(epochs=1, batch_size=1, optimizer="adam", learning_rate=1.0,
                   schedule="constant", warmup=0)
-    parser = training.make_parser("Description: x", {"ours": recipe, "tutorial": recipe})
+    parser = cli.training_parser("Description: x", {"ours": recipe, "tutorial": recipe})
     text = " ".join(parser.format_help().split())
     for choice in ("mnist (downloaded by Keras", "fashion_mnist", "sample", ".npz",
                    "(default: mnist)"):
