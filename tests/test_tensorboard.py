@@ -2,7 +2,8 @@
 
 Each run writes its own run folder, DIR/logs/<prefix>/<time>/{train,validation},
 read back here with TensorBoard's own event reader, and served by a real
-`tensorboard` process on 127.0.0.1.
+`tensorboard` process on 127.0.0.1. (Every script's logs, on every backend, are
+checked in test_training.py's end-to-end runs.)
 """
 
 import json
@@ -13,32 +14,13 @@ import time
 import urllib.request
 
 import pytest
-from support import backend_available, run_script
+from support import run_script, tensorboard_scalars
 
 EPOCHS = 2
 
 
 def run_folders(out_dir, prefix):
     return sorted((out_dir / "logs" / prefix).iterdir())
-
-
-def scalars(run_folder):
-    """{split: {tag: [values by step]}} from a run folder's event files."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.util import tensor_util
-
-    found = {}
-    for split in ("train", "validation"):
-        points = {}
-        for events in sorted((run_folder / split).glob("events.out.tfevents.*")):
-            for event in EventFileLoader(str(events)).Load():
-                for value in event.summary.value:
-                    if value.tag.startswith("epoch_"):
-                        number = float(tensor_util.make_ndarray(value.tensor))
-                        points.setdefault(value.tag, {})[event.step] = number
-        found[split] = {tag: [by_step[s] for s in sorted(by_step)]
-                        for tag, by_step in points.items()}
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +34,7 @@ def vae_run(tmp_path_factory):
 
 def check_vae_logs(out):
     [run] = run_folders(out, "variational_autoe")
-    logged = scalars(run)
+    logged = tensorboard_scalars(run)
     history = json.loads((out / "variational_autoe_metrics.json").read_text())["history"]
     for tag in ("epoch_loss", "epoch_reconstruction", "epoch_kl"):
         for split, prefix in (("train", ""), ("validation", "val_")):
@@ -69,47 +51,51 @@ def test_vae_logs_loss_terms_and_learning_rate(vae_run):
     check_vae_logs(vae_run)
 
 
-def test_vae_logs_on_jax(tmp_path):
-    backend_available("jax")
-    result = run_script("variational_autoencoder.py", "--data", "sample", "--epochs",
-                        EPOCHS, "--limit", 300, "--out-dir", tmp_path, backend="jax")
-    assert result.returncode == 0, result.stderr[-3000:]
-    check_vae_logs(tmp_path)
-
-
-def test_each_run_its_own_folder_and_no_logs_writes_none(tmp_path):
-    def train(*flags):
+def test_each_run_its_own_folder(tmp_path):
+    """A rerun lands beside the first run, never in it; the sparse model logs its
+    reconstruction term beside its loss. (`--no-logs`: test_training.py.)"""
+    def train():
         result = run_script("simple_autoencoder.py", "--sparse", "--data", "sample",
-                            "--epochs", EPOCHS, "--limit", 200, "--out-dir", tmp_path,
-                            *flags)
+                            "--epochs", EPOCHS, "--limit", 200, "--out-dir", tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
 
     train()
     [first] = run_folders(tmp_path, "sparse_autoe")
     before = {p: p.stat().st_mtime_ns for p in first.rglob("*")}
-    train()  # a rerun lands beside the first, never in it
+    train()
     runs = run_folders(tmp_path, "sparse_autoe")
     assert len(runs) == 2 and first in runs
     assert {p: p.stat().st_mtime_ns for p in first.rglob("*")} == before
-    for run in runs:  # the sparse model's reconstruction term beside its loss
-        logged = scalars(run)
+    for run in runs:
+        logged = tensorboard_scalars(run)
         assert len(logged["train"]["epoch_reconstruction"]) == EPOCHS
         assert len(logged["validation"]["epoch_reconstruction"]) == EPOCHS
-    train("--no-logs")
-    assert run_folders(tmp_path, "sparse_autoe") == runs
 
 
-def test_a_link_planted_at_the_logs_folder_is_refused(tmp_path):
+@pytest.mark.parametrize("planted", ["logs", "logs/simple_autoe"])
+def test_a_link_planted_in_the_logs_path_is_refused(planted, tmp_path):
+    from types import SimpleNamespace
+
+    from plumbing import cli, training
+
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "logs").symlink_to(elsewhere)
-    result = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 1,
-                        "--limit", 100, "--out-dir", out)
-    assert result.returncode == 2
-    assert "logs" in result.stderr and "not a folder" in result.stderr
+    (out / planted).parent.mkdir(parents=True, exist_ok=True)
+    (out / planted).symlink_to(elsewhere)
+    with pytest.raises(cli.UserError, match="not a folder"):
+        training.log_dir(SimpleNamespace(out_dir=str(out)), "simple_autoe")
     assert not list(elsewhere.iterdir())
+
+
+def test_each_call_makes_a_new_run_folder(tmp_path):
+    from types import SimpleNamespace
+
+    from plumbing import training
+
+    args = SimpleNamespace(out_dir=str(tmp_path))
+    folders = {training.log_dir(args, "deep_autoe") for _ in range(3)}
+    assert len(folders) == 3  # the same second: _2, _3 after the first
 
 
 def _free_port():

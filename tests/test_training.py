@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import BACKENDS, ROOT, backend_available, one_line_error, run_script
+from support import (BACKENDS, ROOT, backend_available, one_line_error, run_script,
+                     tensorboard_scalars)
 
 LIMIT = 300  # training and test images (the sample holds 4,000 and 1,000)
 
@@ -57,7 +58,10 @@ END_TO_END = [pytest.param(*script, backend, id=f"{script[2]}-{backend}")
 def test_script_end_to_end(script, flags, prefix, code_shape, figures, backend,
                            tmp_path, sample_test_set):
     backend_available(backend)
-    result = run_script(script, *flags, "--data", "sample", "--epochs", 1,
+    # The VAEs train two epochs: their TensorBoard logs must show both, with both
+    # terms of the loss, on every backend.
+    epochs = 2 if prefix.startswith("variational") else 1
+    result = run_script(script, *flags, "--data", "sample", "--epochs", epochs,
                         "--limit", LIMIT, "--out-dir", tmp_path, backend=backend)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert f"on the {backend} backend" in result.stdout
@@ -79,7 +83,7 @@ def test_script_end_to_end(script, flags, prefix, code_shape, figures, backend,
 
     metrics = json.loads((tmp_path / f"{prefix}_metrics.json").read_text())
     assert metrics["backend"] == backend and metrics["recipe"] == "ours"
-    assert metrics["epochs"] == 1 and metrics["seed"] == 1337
+    assert metrics["epochs"] == epochs and metrics["seed"] == 1337
     assert metrics["data"]["train_images"] == LIMIT
     assert metrics["data"]["test_images"] == LIMIT
     assert math.isfinite(metrics["test_loss"])
@@ -106,8 +110,20 @@ def test_script_end_to_end(script, flags, prefix, code_shape, figures, backend,
     listed = set(metrics["files"])
     written = {p.name for p in tmp_path.iterdir()} - {f"{prefix}_metrics.json", "logs"}
     assert listed == written
-    # Every epoch's losses, for the curves (and the learning-curve figure).
-    assert len(metrics["history"]["loss"]) == len(metrics["history"]["val_loss"]) == 1
+    # Every epoch's losses, for the curves (and the learning-curve figure), and the
+    # same numbers in TensorBoard's logs, read back with TensorBoard's own reader.
+    history = metrics["history"]
+    assert len(history["loss"]) == len(history["val_loss"]) == epochs
+    [run] = (tmp_path / "logs" / prefix).iterdir()
+    logged = tensorboard_scalars(run)
+    terms = ["loss", "reconstruction", "kl"] if prefix.startswith("variational") else \
+        ["loss", "reconstruction"] if prefix in ("simple_autoe", "sparse_autoe") else \
+        ["loss"]
+    for term in terms:
+        for split, key in (("train", term), ("validation", f"val_{term}")):
+            assert logged[split][f"epoch_{term}"] == pytest.approx(history[key],
+                                                                   rel=1e-5)
+    assert len(logged["train"]["epoch_learning_rate"]) == epochs
     for figure in ["reconstructions", "history", *figures]:
         png = tmp_path / f"{prefix}_{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
@@ -141,12 +157,18 @@ def test_saved_encoder_reproduces_features(tmp_path):
     assert "features match" in check.stdout
 
 
-@pytest.mark.parametrize("script,flags,prefix,code_shape,figures", SCRIPTS,
-                         ids=[s[2] for s in SCRIPTS])
+# The models with something of their own under 16 bits: the sparse penalty (a
+# float32 layer), the conv models' saved float32 copies, the VAEs' float32 terms.
+MIXED = [s for s in SCRIPTS if s[2] in ("sparse_autoe", "conv_autoe",
+                                        "variational_autoe", "variational_autoe_deconv")]
+
+
+@pytest.mark.parametrize("script,flags,prefix,code_shape,figures", MIXED,
+                         ids=[s[2] for s in MIXED])
 def test_mixed_precision_end_to_end(script, flags, prefix, code_shape, figures,
                                     tmp_path):
-    """Every script trains under mixed precision (bfloat16 works on any CPU, if
-    slowly without AMX); its features are float32, its loss finite and better than
+    """The models with 16-bit special cases train under mixed precision (bfloat16
+    works on any CPU, if slowly without AMX); their features are float32, its loss finite and better than
     untrained, and its saved models reload computing in float32."""
     result = run_script(script, *flags, "--data", "sample", "--epochs", 1, "--limit",
                         300, "--precision", "mixed_bfloat16", "--out-dir", tmp_path)
@@ -357,10 +379,12 @@ def test_the_tutorials_rate_is_a_plain_number(tmp_path):
 @pytest.mark.parametrize("script", ["convolutional_autoencoder.py",
                                     "variational_autoencoder.py"])
 def test_tutorial_recipe_runs_and_is_recorded(script, tmp_path):
-    """`--recipe tutorial` trains with the tutorial's optimizer and constant rate."""
+    """`--recipe tutorial` trains with the tutorial's optimizer and constant rate.
+    (And `--no-logs` writes no TensorBoard logs.)"""
     result = run_script(script, "--recipe", "tutorial", "--data", "sample", "--epochs",
-                        1, "--limit", 200, "--out-dir", tmp_path)
+                        1, "--limit", 200, "--out-dir", tmp_path, "--no-logs")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "logs").exists()
     metrics = json.loads(next(tmp_path.glob("*_metrics.json")).read_text())
     assert metrics["recipe"] == "tutorial" and metrics["schedule"] == "constant"
     assert metrics["optimizer"] in ("adadelta", "rmsprop")

@@ -46,3 +46,23 @@ def backend_available(name):
     if os.environ.get("REQUIRE_ALL_BACKENDS"):
         pytest.fail(f"the {name} backend is not installed")
     pytest.skip(f"the {name} backend is not installed")
+
+
+def tensorboard_scalars(run_folder):
+    """{split: {tag: [value at each step]}} from a TensorBoard run folder's event files
+    (``train/`` and ``validation/``), read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
+
+    found = {}
+    for split in ("train", "validation"):
+        points = {}
+        for events in sorted((Path(run_folder) / split).glob("events.out.tfevents.*")):
+            for event in EventFileLoader(str(events)).Load():
+                for value in event.summary.value:
+                    if value.tag.startswith("epoch_"):
+                        number = float(tensor_util.make_ndarray(value.tensor))
+                        points.setdefault(value.tag, {})[event.step] = number
+        found[split] = {tag: [by_step[step] for step in sorted(by_step)]
+                        for tag, by_step in points.items()}
+    return found
