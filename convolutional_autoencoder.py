@@ -1,6 +1,7 @@
 """
 Title: A convolutional autoencoder
-Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors
+(this lesson)
 Date created: 2016/05/14
 Last modified: 2026/12/01
 Description: Convolutions and pooling squeeze each digit into a 4x4x8 code.

@@ -1,6 +1,7 @@
 """
 Title: A deep autoencoder
-Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors
+(this lesson)
 Date created: 2016/05/14
 Last modified: 2026/12/01
 Description: Three Dense layers down to a 32-number code, three back up.
@@ -28,13 +29,13 @@ options = ""
 ## Training recipes
 
 The tutorial trains for 100 epochs in batches of 256, with Adadelta in its 2016 text
-(at Keras 2's rate of 1.0) and Adam since, which ends short of its "~0.08". Ours keeps
-the batches of 256 and trains half as long again at a higher rate: Adam at 0.003,
-warmed up from zero over 5 epochs (started at full rate, a high rate switches off code
-units for good in the first steps, as in the simple autoencoder), then decaying along
-a cosine. Batches of 64 also reach the target in 100 epochs, through four times as
-many noisier steps, but each of those epochs is slower (results/tuning.md; docs/results.md and
-docs/speed.md).
+(at Keras 2's rate of 1.0) and Adam since, which ends short of its "~0.08". Ours
+keeps the batches of 256 and trains half as long again at a higher rate: Adam at
+0.003, warmed up from zero over 5 epochs (started at full rate, a high rate switches
+off code units for good in the first steps, as in the simple autoencoder), then
+decaying along a cosine. Batches of 64 also reach the target in 100 epochs, through
+four times as many noisier steps, but each of those epochs is slower
+(results/tuning.md; docs/results.md and docs/speed.md).
 """
 
 RECIPES = {

@@ -1,6 +1,7 @@
 """
 Title: A denoising convolutional autoencoder
-Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors
+(this lesson)
 Date created: 2016/05/14
 Last modified: 2026/12/01
 Description: Train on noisy digits to reproduce the clean ones.
@@ -146,7 +147,8 @@ timer = training.EpochTimer()
 guard = training.DivergenceGuard((noisy_test, x_test), args.batch_size)
 callbacks = [timer, guard]
 if args.logs:
-    callbacks.append(keras.callbacks.TensorBoard(training.log_dir(args, "denoise_autoe")))
+    callbacks.append(keras.callbacks.TensorBoard(
+        training.log_dir(args, "denoise_autoe")))
 history = autoencoder.fit(
     noisy_train, x_train,
     epochs=args.epochs,

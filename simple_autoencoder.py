@@ -1,6 +1,7 @@
 """
 Title: A simple autoencoder, and its sparse variant
-Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors
+(this lesson)
 Date created: 2016/05/14
 Last modified: 2026/12/01
 Description: Squeeze each 784-pixel MNIST digit through a 32-number code and back,

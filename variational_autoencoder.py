@@ -1,6 +1,7 @@
 """
 Title: A variational autoencoder (VAE) with a 2-d latent space
-Author: François Chollet (the 2016 blog post); the keras-autoencoders authors (this lesson)
+Author: François Chollet (the 2016 blog post); the keras-autoencoders authors
+(this lesson)
 Date created: 2016/05/14
 Last modified: 2026/12/01
 Description: Learn a smooth 2-d map of MNIST that can be decoded anywhere.

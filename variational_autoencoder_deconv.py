@@ -1,6 +1,7 @@
 """
 Title: A convolutional variational autoencoder with transposed convolutions
-Author: François Chollet (the 2016 blog post and Keras' 2017 example); the keras-autoencoders authors (this lesson)
+Author: François Chollet (the 2016 blog post and Keras' 2017 example); the
+keras-autoencoders authors (this lesson)
 Date created: 2017/03/02
 Last modified: 2026/12/01
 Description: The 2-d VAE again, with a convolutional encoder and a decoder of

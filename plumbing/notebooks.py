@@ -14,12 +14,15 @@ block. Three touches make the notebook what a learner needs:
   convention, so that ``papermill X.ipynb out.ipynb -p options "--epochs 1"``
   sets it);
 * the ``%matplotlib inline`` cell the format adds is dropped: a notebook shows
-  figures inline anyway.
+  figures inline anyway;
+* the header's fields read as keras.io shows them: the title as a heading, the
+  other fields in bold (``header_markdown``).
 
 Notebooks are written without outputs.
 """
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -49,6 +52,7 @@ def notebook_text(script):
 
     notebook = jupytext.read(ROOT / script, fmt="py:sphinx")
     cells = [cell for cell in notebook.cells if cell.source != "%matplotlib inline"]
+    cells[0].source = header_markdown(cells[0].source)
     first_code = next(n for n, cell in enumerate(cells) if cell.cell_type == "code")
     cells.insert(first_code, new_code_cell(START))
     notebook.cells = cells
@@ -59,6 +63,20 @@ def notebook_text(script):
     notebook.metadata = {"kernelspec": KERNEL,
                          "language_info": {"name": "python"}}
     return jupytext.writes(notebook, fmt="ipynb")
+
+
+def header_markdown(text):
+    """The docstring's "Title: ..." as a heading, "Author: ..." and the other fields
+    on lines of their own; the rest (the description and usage) as it is."""
+    lines, fields = text.splitlines(), []
+    while lines and re.match(r"[A-Z][a-z ]+: ", lines[0]):
+        name, value = lines.pop(0).split(": ", 1)
+        while lines and lines[0].strip() and not re.match(r"[A-Z][a-z ]+: ", lines[0]):
+            value += " " + lines.pop(0).strip()  # a field's value wrapped over lines
+        fields.append((name, value))
+    title = [f"# {value}" for name, value in fields if name == "Title"]
+    rest = [f"**{name}:** {value}<br>" for name, value in fields if name != "Title"]
+    return "\n".join(title + [""] + rest + lines).strip()
 
 
 def notebook_path(script):

@@ -37,7 +37,8 @@ def test_a_notebook_is_a_lesson_in_cells(script):
     nbformat.validate(notebook)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     markdown = [cell for cell in notebook.cells if cell.cell_type == "markdown"]
-    assert markdown[0].source.startswith("Title: ")
+    assert markdown[0].source.startswith("# ")  # the title, as keras.io shows it
+    assert "**Author:**" in markdown[0].source
     assert sum(cell.source.startswith("## ") for cell in markdown) >= 6
     assert not any(cell.outputs for cell in code)  # committed without outputs
     # The first code cell finds plumbing (or says what to do); the options cell,
