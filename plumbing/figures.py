@@ -52,8 +52,9 @@ def show_figures(show):
 
 
 def learning_curves(history, title):
-    """Train and test loss per epoch (``history``: Keras' History.history), and for
-    a VAE its two terms, each in a panel of its own.
+    """Train and test loss per epoch (``history``: Keras' History.history), and the
+    terms of a loss that has several (a VAE's two, the sparse model's
+    reconstruction beside its penalty), each in a panel of its own.
 
     The first epochs fall steeply; from 10 epochs on, the y-axis spans only the
     last nine tenths of them, so that the slow late epochs, where over-fitting
@@ -62,9 +63,12 @@ def learning_curves(history, title):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    panels = [("loss", "loss")] + [(name, label) for name, label in
-                                   (("reconstruction", "reconstruction term"),
-                                    ("kl", "KL term")) if name in history]
+    # A term that is the whole loss (the plain autoencoders' reconstruction) would
+    # only draw the loss twice.
+    panels = [("loss", "loss")] + [
+        (name, label) for name, label in (("reconstruction", "reconstruction term"),
+                                          ("kl", "KL term"))
+        if name in history and not np.allclose(history[name], history["loss"])]
     fig, axes = plt.subplots(1, len(panels), squeeze=False,
                              figsize=(5.5 * len(panels), 4))
     for ax, (name, label) in zip(axes[0], panels):
