@@ -218,3 +218,26 @@ def test_fashion_mnist_page_is_its_results_file():
     ]
     for text in expected:
         assert text in page, text
+
+
+def test_learning_curves_are_those_of_results_curves_json():
+    """docs/results.md's learning-curve stories quote results/curves.json."""
+    curves = json.loads((ROOT / "results" / "curves.json").read_text())["models"]
+    text = " ".join(block(ROOT / "docs" / "results.md", "curves").split())
+    for prefix, digits in (("simple_autoe", 4), ("deep_autoe", 4),
+                           ("variational_autoe", 1)):
+        model = curves[prefix]
+        for key in ("test_loss_after_tenth", "test_loss_at_half", "final_test_loss"):
+            assert f"{model[key]:.{digits}f}" in text, (prefix, key)
+    simple, sparse = curves["simple_autoe"], curves["sparse_autoe"]
+    assert f"{simple['final_test_loss']:.4f} against " \
+           f"{simple['final_train_loss']:.4f}" in text
+    assert f"({sparse['test_loss']:.4f})" in text
+    assert f"ends at {sparse['test_reconstruction']:.4f}" in text
+    vae = curves["variational_autoe"]["history"]
+    gap = vae["val_reconstruction"][-1] - vae["reconstruction"][-1]
+    assert f"within {gap:.1f} nats" in text
+    assert f"climbs to {vae['kl'][-1]:.1f} nats" in text
+    for prefix in curves:
+        assert f"../assets/{prefix}_history.png" in \
+            (ROOT / "docs" / "results.md").read_text()
