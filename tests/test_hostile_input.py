@@ -402,7 +402,7 @@ def test_one_digit_only_gives_no_accuracy(tmp_path):
     result = run_script("visualize_latent_space.py", features, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "every label" in result.stdout and "the digit 3" in result.stdout
-    assert "5-NN accuracy of the 2-d codes (5-fold CV on 300 test digits): n/a" \
+    assert "5-NN accuracy of the 2-d codes (5-fold CV on 300 test images): n/a" \
         in result.stdout
 
 

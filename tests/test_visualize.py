@@ -425,7 +425,7 @@ def test_max_points_plots_a_stratified_sample(tmp_path, capsys):
 
     out = capsys.readouterr().out
     assert "a stratified sample of 100 of 300 codes" in out
-    assert "5-fold CV on 100 test digits" in out and "100 points" in out
+    assert "5-fold CV on 100 test images" in out and "100 points" in out
     assert points.shape == (100, 2)
     keep = latent.stratified_subsample(labels, 100, 1337)
     assert np.array_equal(np.bincount(labels[keep]), np.full(10, 10))
