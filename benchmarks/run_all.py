@@ -238,6 +238,30 @@ def refresh_figures(out_dir, assets=ROOT / "assets"):
     return True
 
 
+def learning_curves(out_dir, record):
+    """results/curves.json: every epoch's losses of the run's models, and the points
+    docs/results.md quotes (after a tenth of the epochs, at half-way, at the end)."""
+    curves = {key: record[key] for key in ("date", "command", "software")}
+    curves["models"] = {}
+    for row in record["models"]:
+        metrics = json.loads((out_dir / f"{row['model']}_metrics.json").read_text())
+        history = metrics.get("history")
+        if not history:
+            continue
+        test = history["val_loss"]
+        curves["models"][row["model"]] = {
+            "epochs": metrics["epochs"], "precision": metrics["precision"],
+            "test_loss": metrics["test_loss"],
+            "test_reconstruction": metrics.get("test_reconstruction"),
+            "test_kl": metrics.get("test_kl"),
+            "final_train_loss": history["loss"][-1], "final_test_loss": test[-1],
+            "test_loss_after_tenth": test[len(test) // 10 - 1],
+            "test_loss_at_half": test[len(test) // 2 - 1],
+            "seconds_per_epoch": metrics["seconds_per_epoch"],
+            "minutes": metrics["training_seconds"] / 60, "history": history}
+    return curves
+
+
 def software():
     versions = []
     for package, name in [("tensorflow", "TensorFlow"), ("keras", "Keras")]:
@@ -312,6 +336,7 @@ def main():
         elif "figures" in previous:
             record["figures"] = previous["figures"]
     files.save_json(record, results / "results.json")
+    files.save_json(learning_curves(out_dir, record), results / "curves.json")
     if ours:
         update_pages(record)
     table = markdown(rows)

@@ -24,6 +24,11 @@ def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
 
     rows = json.loads((results / "results.json").read_text())["models"]
     assert [row["model"] for row in rows] == ["simple_autoe", "variational_autoe"]
+    # Every epoch's losses, for the learning curves docs/results.md describes.
+    curves = json.loads((results / "curves.json").read_text())["models"]
+    assert curves["simple_autoe"]["history"] == metrics["history"]
+    assert curves["simple_autoe"]["final_test_loss"] == metrics["history"]["val_loss"][-1]
+    assert set(curves["variational_autoe"]["history"]) >= {"kl", "val_kl"}
     row, vae = rows
     assert row["test_loss"] == metrics["test_loss"]  # the loss (sparse: reconstruction)
     assert row["epochs"] == 2 and row["batch_size"] == 256
