@@ -36,10 +36,10 @@ def check_backend():
     if name not in cli.BACKENDS:
         raise cli.UserError(f"KERAS_BACKEND={name} is not a Keras backend that can "
                             f"train: set it to tensorflow, jax or torch (e.g. "
-                        f"KERAS_BACKEND=jax python {Path(sys.argv[0]).name} ...)")
+                            f"KERAS_BACKEND=jax python {Path(sys.argv[0]).name} ...)")
     if not backend_installed(name):
         raise cli.UserError(f"KERAS_BACKEND={name}, but {name} is not installed: "
-                        f"pip install {name}, or {_backend_fix(name)}")
+                            f"pip install {name}, or {_backend_fix(name)}")
     return name
 
 

@@ -40,9 +40,13 @@ class TrainingDiverged(Exception):
 
 def fail(message, status=2):
     """Print a one-line error to stderr and exit; no traceback."""
-    prog = Path(sys.argv[0]).name or "error"
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    _print_error(message)
     sys.exit(status)
+
+
+def _print_error(message):
+    prog = Path(sys.argv[0]).name or "error"
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
 
 
 # What an interrupt leaves behind, in words: files.OutputSet updates it as it saves.
@@ -109,8 +113,7 @@ def _excepthook(kind, error, traceback):
     except BrokenPipeError:
         _quiet_closed_pipe()
     message, status = expected
-    prog = Path(sys.argv[0]).name or "error"
-    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    _print_error(message)
     # Python's own exit would report 1 for every error (and re-raise Ctrl-C as a
     # signal); the lessons promise 2 for bad input, 1 for divergence, 130 for Ctrl-C.
     os._exit(status)
