@@ -36,6 +36,8 @@ JOURNAL_MAX_BYTES = 1 << 20  # a few dozen file names
 # A staging folder's name: a hidden ".<prefix>.saving-<pid>" beside the final files.
 STAGING = re.compile(r"\.(?P<prefix>[^/\\]+)\.saving-(?P<pid>\d+)")
 MiB = 1 << 20
+# A run's metrics record: a few KB, tens with every epoch's losses of a long run.
+RECORD_MAX_BYTES = 16 * MiB
 
 
 def open_regular(path, max_bytes, what):
@@ -75,6 +77,16 @@ def read_regular(path, max_bytes, what):
     if len(data) > max_bytes:  # it grew after the check
         _check_regular(path, os.stat(path), max_bytes, what)
     return data
+
+
+def read_record(path):
+    """A run's JSON record (its metrics file) as a dict; None when there is none to
+    read: missing, not a regular file, too large, not JSON, or not an object."""
+    try:
+        record = json.loads(read_regular(path, RECORD_MAX_BYTES, "a run's record"))
+    except (cli.UserError, ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _check_regular(path, st, max_bytes, what):
@@ -328,10 +340,7 @@ def set_problem(path, out_dir, prefix, record="metrics.json"):
     if any(out_dir.glob(f".{prefix}.saving-*/{JOURNAL}")):
         return (f"a run saving {prefix}_* files in {out_dir}/ was interrupted; run "
                 "any training script with that --out-dir to finish the set")
-    try:
-        files = json.loads((out_dir / f"{prefix}_{record}").read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    files = (read_record(out_dir / f"{prefix}_{record}") or {}).get("files")
     expected = files.get(path.name) if isinstance(files, dict) else None
     if expected is not None and expected != sha256(path):
         return (f"{path.name} does not match {prefix}_{record} beside it: the files "

@@ -581,10 +581,10 @@ def data_name_of(features_path, prefix):
     A record from before data sets had names, or none at all, means MNIST: the only
     data set then; so does a name that is not a short line of text.
     """
-    record_path = Path(features_path).with_name(f"{prefix}_metrics.json")
+    record = files.read_record(Path(features_path).with_name(f"{prefix}_metrics.json"))
     try:
-        name = json.loads(record_path.read_text())["data"]["name"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        name = record["data"]["name"]
+    except (KeyError, TypeError):
         return "mnist"
     if isinstance(name, str) and name.isprintable() and 0 < len(name) <= 100:
         return name

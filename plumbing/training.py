@@ -7,7 +7,6 @@ module only does the chores around them. It imports Keras.
 """
 
 import datetime
-import json
 import os
 import platform
 import sys
@@ -18,7 +17,7 @@ import numpy as np
 
 from plumbing import backend, cli, data, figures
 from plumbing.data import IMAGE_SHAPE
-from plumbing.files import OutputSet, check_staging, save_pickle
+from plumbing.files import OutputSet, check_staging, read_record, save_pickle
 
 keras = backend.import_keras()
 from plumbing.precision import PRECISIONS, choose_precision, float32_model  # noqa: E402
@@ -256,15 +255,12 @@ def save_outputs(args, prefix, *, encoder, decoder, codes, labels, images, data_
 def compare_with(args, other):
     """Print the other model's mean code activation and test reconstruction loss
     (the sparse model's beside the plain one's), if it has been trained."""
-    path = Path(args.out_dir) / f"{other}_metrics.json"
+    theirs = read_record(Path(args.out_dir) / f"{other}_metrics.json")
     try:
-        if not path.is_file() or path.stat().st_size > 10**7:
-            return
-        theirs = json.loads(path.read_text())
         print(f"  vs {other}: mean code activation "
               f"{float(theirs['mean_code_activation']):.3f}, test reconstruction "
               f"loss {float(theirs.get('test_reconstruction', 'nan')):.4f}")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         pass  # a missing or foreign record: nothing to compare with
 
 
