@@ -20,6 +20,7 @@ import argparse
 import datetime
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -177,8 +178,9 @@ def readme_table(results):
     total = sum(r["total_minutes"] for r in rows)
     floor = results.get("loss_floor")
     lines.append("")
+    where = results.get("machine", rows[0]["machine"])
     lines.append(f"{len(rows)} models in {total:.0f} minutes, {results.get('date', '')}, "
-                 f"{rows[0]['machine']}, {results.get('software', rows[0]['backend'])}.")
+                 f"{where}, {results.get('software', rows[0]['backend'])}.")
     if floor:
         lines.append(f"No model can score below {floor['per_pixel']:.3f} per pixel "
                      f"({floor['per_image_nats']:.1f} nats per image for the VAEs): "
@@ -215,6 +217,8 @@ def write_block(path, name, text):
 
 def update_pages(results):
     write_block(README, "results-table", readme_table(results))
+    if results.get("machine"):
+        write_block(RESULTS_PAGE, "run", run_line(results))
     if results.get("loss_floor"):
         write_block(RESULTS_PAGE, "loss-floor", floor_table(results))
     if results.get("figures"):
@@ -260,6 +264,26 @@ def learning_curves(out_dir, record):
             "seconds_per_epoch": metrics["seconds_per_epoch"],
             "minutes": metrics["training_seconds"] / 60, "history": history}
     return curves
+
+
+def machine():
+    """The machine the runs were made on, in words: its CPU, whether that CPU has
+    bfloat16 instructions (they decide --precision auto), and its GPU if any."""
+    from plumbing import precision
+
+    flags = precision.cpu_bfloat16_flags()
+    cpu = f"{os.cpu_count()}-core {precision.cpu_name() or platform.machine()} " + \
+        (f"with bfloat16 instructions ({' and '.join(flags)})" if flags
+         else "without bfloat16 instructions")
+    gpu = precision.gpu_compute_capability()
+    return cpu + (f", a GPU of compute capability {gpu[0]}.{gpu[1]}" if gpu else ", no GPU")
+
+
+def run_line(results):
+    """docs/results.md: when, how and where the table's runs were made."""
+    day = datetime.date.fromisoformat(results["date"])
+    return (f"{day.day} {day:%B %Y}, `{results['command']}`, {results['software']}, "
+            f"on a {results['machine']}.")
 
 
 def software():
@@ -325,14 +349,15 @@ def main():
     record = {"models": rows, "cpu_count": os.cpu_count(),
               "date": datetime.date.today().isoformat(),
               "command": "python benchmarks/run_all.py " + " ".join(sys.argv[1:]),
-              "software": software()}
+              "software": software(), "machine": machine()}
     if args.data:
         record["loss_floor"] = entropy_floor(args.data)
     elif "loss_floor" in previous:
         record["loss_floor"] = previous["loss_floor"]
     if ours:
         if refresh_figures(out_dir):
-            record["figures"] = f"the run of {record['date']} ({record['command']})"
+            record["figures"] = (f"the table's runs ({record['date']}), copied and drawn "
+                                 f"by `{record['command']}`")
         elif "figures" in previous:
             record["figures"] = previous["figures"]
     files.save_json(record, results / "results.json")

@@ -21,14 +21,14 @@ def choose_precision(requested, on_cpu=False):
     """
     if requested != "auto":
         return requested, "as asked"
-    capability = _gpu_compute_capability()
+    capability = gpu_compute_capability()
     if capability and capability >= (8, 0):
         return "mixed_bfloat16", f"auto: a GPU of compute capability {capability}"
     if capability and capability >= (7, 0):
         return "mixed_float16", f"auto: a GPU of compute capability {capability}"
     if capability:
         return "float32", "auto: this GPU has no fast 16-bit arithmetic"
-    flags = _cpu_bfloat16_flags()
+    flags = cpu_bfloat16_flags()
     if not flags:
         return "float32", "auto: no GPU, and no bfloat16 instructions on this CPU"
     if not on_cpu:
@@ -36,17 +36,31 @@ def choose_precision(requested, on_cpu=False):
     return "mixed_bfloat16", f"auto: this CPU has {' and '.join(flags)}"
 
 
-def _cpu_bfloat16_flags():
+def cpu_bfloat16_flags():
     """Which of the CPU's bfloat16 instruction sets Linux reports (none elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split() for line in f if line.startswith("flags")), [])
-    except OSError:  # not Linux: no way to tell, so none
-        return []
+    flags = _cpuinfo("flags").split()
     return [name.upper() for name in ("avx512_bf16", "amx_bf16") if name in flags]
 
 
-def _gpu_compute_capability():
+def cpu_name():
+    """The CPU's model name as Linux reports it ("" elsewhere)."""
+    return _cpuinfo("model name")
+
+
+def _cpuinfo(field):
+    """The first value of FIELD in /proc/cpuinfo, or "" where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == field:
+                    return value.strip()
+    except OSError:  # not Linux: no way to tell
+        pass
+    return ""
+
+
+def gpu_compute_capability():
     """(major, minor) of the first GPU the backend sees, or None."""
     backend = keras.backend.backend()
     try:

@@ -163,15 +163,18 @@ class DivergenceGuard(keras.callbacks.TerminateOnNaN):
 
     Keras' TerminateOnNaN stops at a NaN or infinite loss. A loss can also explode
     and stay finite, so this guard first measures the untrained model on the
-    validation data and stops as soon as an epoch ends worse than that: training
-    that leaves a model worse than its random start has diverged, whatever the scale
-    of the loss. (Codes that collapsed to a constant are caught when saving.)
+    validation data: an epoch that ends with both the training and the test loss
+    worse than that has diverged, whatever the scale of the loss. The test loss
+    alone may rise above it for an epoch or two early on (RMSprop's first steps
+    overshoot, which shows on runs of a few batches), so that stops nothing; but a
+    model that ends worse than its random start is not saved. (Codes that collapsed
+    to a constant are caught when saving.)
     """
 
     def __init__(self, validation_data, batch_size):
         super().__init__()
         self.validation_data, self.batch_size = validation_data, batch_size
-        self.untrained_loss, self.problem = None, None
+        self.untrained_loss, self.problem, self.last = None, None, None
 
     def on_train_begin(self, logs=None):
         result = self.model.evaluate(*self.validation_data, batch_size=self.batch_size,
@@ -180,14 +183,15 @@ class DivergenceGuard(keras.callbacks.TerminateOnNaN):
 
     def on_epoch_end(self, epoch, logs=None):
         loss, test_loss = (logs or {}).get("loss"), (logs or {}).get("val_loss")
+        self.last = (epoch, test_loss)
         if not np.isfinite(loss):
             self.problem = f"the training loss became {loss:g} in epoch {epoch + 1}"
         elif not np.isfinite(test_loss):
             self.problem = f"the test loss became {test_loss:g} after epoch {epoch + 1}"
-        elif test_loss > self.untrained_loss:
-            self.problem = (f"after epoch {epoch + 1} the test loss ({test_loss:.4g}) "
-                            f"is worse than the untrained model's "
-                            f"({self.untrained_loss:.4g})")
+        elif test_loss > self.untrained_loss and loss > self.untrained_loss:
+            self.problem = (f"after epoch {epoch + 1} the training and test losses "
+                            f"({loss:.4g}, {test_loss:.4g}) are worse than the "
+                            f"untrained model's ({self.untrained_loss:.4g})")
         if self.problem:
             self.model.stop_training = True
 
@@ -196,6 +200,14 @@ class DivergenceGuard(keras.callbacks.TerminateOnNaN):
             raise cli.TrainingDiverged(
                 f"training diverged: {self.problem}; nothing was saved. The learning "
                 "rate is likely too high: try a lower --learning-rate.")
+        epoch, test_loss = self.last or (None, None)
+        if test_loss is not None and test_loss > self.untrained_loss:
+            raise cli.TrainingDiverged(
+                f"after its last epoch ({epoch + 1}) the model is worse than the "
+                f"untrained one: test loss {test_loss:.4g} against "
+                f"{self.untrained_loss:.4g}; nothing was saved. Train for more steps "
+                "(more --epochs, or more digits than --limit gives) or at a lower "
+                "--learning-rate.")
 
 
 def refuse_collapsed(codes):

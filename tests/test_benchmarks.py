@@ -22,7 +22,12 @@ def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not trained yet" in result.stdout  # the other models, reported not faked
 
-    rows = json.loads((results / "results.json").read_text())["models"]
+    record = json.loads((results / "results.json").read_text())
+    rows = record["models"]
+    # The machine in words: its cores, CPU, bfloat16 instructions (they decide the
+    # precision) and GPU, as the results page prints it.
+    assert "-core " in record["machine"] and "bfloat16" in record["machine"]
+    assert "GPU" in record["machine"]
     assert [row["model"] for row in rows] == ["simple_autoe", "variational_autoe"]
     # Every epoch's losses, for the learning curves docs/results.md describes.
     curves = json.loads((results / "curves.json").read_text())["models"]

@@ -65,6 +65,29 @@ def test_loss_floor_is_the_one_in_results_json():
             assert float(number) == pytest.approx(floor["per_pixel"], abs=0.0005)
 
 
+def test_results_page_quotes_results_json():
+    """docs/results.md's run line is generated from results.json, and the numbers
+    its prose quotes from the table are the table's."""
+    page = ROOT / "docs" / "results.md"
+    assert block(page, "run") == run_all.run_line(RESULTS)
+    text = " ".join(page.read_text().split())
+    model = {row["model"]: row for row in RESULTS["models"]}
+    floor = RESULTS["loss_floor"]["per_pixel"]
+    deep, simple = model["deep_autoe"]["test_loss"], model["simple_autoe"]["test_loss"]
+    assert f"the deep autoencoder's {deep:.4f} is {deep - floor:.3f} above the floor, " \
+           f"against the simple autoencoder's {simple - floor:.3f}" in text
+    assert f"remove {1 - (deep - floor) / (simple - floor):.0%} of what is left" in text
+    assert f"({deep:.4f} against {simple:.4f})" in text
+    vaes = [model[name]["knn_accuracy"] for name in
+            ("variational_autoe", "variational_autoe_deconv")]
+    dense = [model[name]["knn_accuracy"] for name in
+             ("simple_autoe", "sparse_autoe", "deep_autoe")]
+    assert f"(5-NN {vaes[0]:.3f} and {vaes[1]:.3f})" in text
+    assert f"32-d codes ({min(dense):.3f}-{max(dense):.3f})" in text
+    if "reach every bar" in text:
+        assert all(row["met"] for row in RESULTS["models"])
+
+
 def test_speed_tables_are_speed_json():
     page = ROOT / "docs" / "speed.md"
     assert SPEED["sittings"]
@@ -215,6 +238,10 @@ def test_fashion_mnist_page_is_its_results_file():
         f"{mnist['simple_autoe']['knn_accuracy']:.3f}",
         f"{mnist['variational_autoe']['test_loss']:.1f}, "
         f"{mnist['variational_autoe']['knn_accuracy']:.3f}",
+        f"({vae['knn_accuracy']:.3f} against {mnist['variational_autoe']['knn_accuracy']:.3f})",
+        f"against {mnist['simple_autoe']['seconds_per_epoch']:.1f} s and "
+        f"{mnist['variational_autoe']['seconds_per_epoch']:.1f} s for the same models on "
+        "MNIST in the README's run",
     ]
     for text in expected:
         assert text in page, text
@@ -224,11 +251,23 @@ def test_learning_curves_are_those_of_results_curves_json():
     """docs/results.md's learning-curve stories quote results/curves.json."""
     curves = json.loads((ROOT / "results" / "curves.json").read_text())["models"]
     text = " ".join(block(ROOT / "docs" / "results.md", "curves").split())
-    for prefix, digits in (("simple_autoe", 4), ("deep_autoe", 4),
-                           ("variational_autoe", 1)):
+    for prefix, digits in (("simple_autoe", 4), ("deep_autoe", 4), ("conv_autoe", 4),
+                           ("denoise_autoe", 4), ("variational_autoe", 1)):
         model = curves[prefix]
         for key in ("test_loss_after_tenth", "test_loss_at_half", "final_test_loss"):
             assert f"{model[key]:.{digits}f}" in text, (prefix, key)
+    for prefix in ("conv_autoe", "denoise_autoe"):
+        model = curves[prefix]
+        assert f"{model['final_test_loss']:.4f} against " \
+               f"{model['final_train_loss']:.4f}" in text, prefix
+    conv = curves["conv_autoe"]["history"]["val_loss"]
+    assert f"last ten epochs gain only {conv[-11] - conv[-1]:.4f}" in text
+    deconv = curves["variational_autoe_deconv"]["history"]
+    assert f"from {deconv['val_loss'][0]:.1f} after the first epoch to " \
+           f"{deconv['val_loss'][-1]:.1f} after the last" in text
+    assert f"KL term ends at {deconv['val_kl'][-1]:.1f} nats" in text
+    assert f"({deconv['loss'][-1]:.1f} against {deconv['val_loss'][-1]:.1f} at the end)" \
+        in text
     simple, sparse = curves["simple_autoe"], curves["sparse_autoe"]
     assert f"{simple['final_test_loss']:.4f} against " \
            f"{simple['final_train_loss']:.4f}" in text

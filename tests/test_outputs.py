@@ -147,6 +147,36 @@ def test_a_loss_that_explodes_stops_the_run_and_saves_nothing(previous_run):
     assert snapshot(previous_run) == before
 
 
+def test_the_guard_lets_an_early_overshoot_pass_but_not_a_worse_model():
+    """A test loss above the untrained model's while the training loss improves is
+    an early overshoot (RMSprop's first steps on a few batches), not divergence; both
+    losses above it is; and a run that ends worse than its start saves nothing."""
+    import types
+
+    from plumbing import cli, training
+
+    def guard_after(*epochs):
+        guard = training.DivergenceGuard(None, 100)
+        guard.set_model(types.SimpleNamespace(stop_training=False))
+        guard.untrained_loss = 543.5
+        for epoch, (loss, test_loss) in enumerate(epochs):
+            guard.on_epoch_end(epoch, {"loss": loss, "val_loss": test_loss})
+        return guard
+
+    overshoot = guard_after((509.1, 590.2), (426.1, 348.2))  # measured: torch, 300 digits
+    assert overshoot.problem is None and not overshoot.model.stop_training
+    overshoot.on_train_end()  # nothing raised: the model is saved
+
+    exploded = guard_after((509.1, 348.2), (900.0, 1e4))
+    assert exploded.model.stop_training and "epoch 2" in exploded.problem
+    with pytest.raises(cli.TrainingDiverged, match="diverged.*--learning-rate"):
+        exploded.on_train_end()
+
+    worse = guard_after((509.1, 590.2))
+    with pytest.raises(cli.TrainingDiverged, match="worse than the untrained one"):
+        worse.on_train_end()
+
+
 def test_a_nan_loss_stops_the_run_and_saves_nothing(tmp_path):
     result = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 3,
                         "--limit", 500, "--learning-rate", 1e30, "--out-dir", tmp_path)

@@ -228,8 +228,8 @@ def test_auto_precision_follows_the_hardware(gpu, cpu_flags, on_cpu, expected,
                                              monkeypatch):
     from plumbing import precision
 
-    monkeypatch.setattr(precision, "_gpu_compute_capability", lambda: gpu)
-    monkeypatch.setattr(precision, "_cpu_bfloat16_flags", lambda: cpu_flags)
+    monkeypatch.setattr(precision, "gpu_compute_capability", lambda: gpu)
+    monkeypatch.setattr(precision, "cpu_bfloat16_flags", lambda: cpu_flags)
     assert precision.choose_precision("auto", on_cpu=on_cpu)[0] == expected
     assert precision.choose_precision("float32", on_cpu=on_cpu)[0] == "float32"
 
