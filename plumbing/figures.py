@@ -51,51 +51,113 @@ def show_figures(show):
         plt.show()
 
 
-def learning_curves(history, title):
-    """Train and test loss per epoch (``history``: Keras' History.history), and the
-    terms of a loss that has several (a VAE's two, the sparse model's
-    reconstruction beside its penalty), each in a panel of its own.
+# The loss's unit, by the terms a run logs: a KL term marks a VAE, whose loss is in
+# nats per image; the autoencoders' losses are the mean cross-entropy of a pixel.
+NATS, PER_PIXEL = "nats per image", "per-pixel binary cross-entropy"
 
-    The first epochs fall steeply; from 10 epochs on, the y-axis spans only the
-    last nine tenths of them, so that the slow late epochs, where over-fitting
-    shows, are not flattened by the first.
+
+def learning_curves(history, title, unit=None, learning_rate=None):
+    """Train and test loss per epoch (``history``: Keras' History.history), the terms
+    of a loss that has several (a VAE's two, the sparse model's reconstruction
+    beside its penalty), each in a panel of its own, and the learning rate below.
+
+    The whole run is drawn on a logarithmic y axis, so that the steep first epochs
+    and the slow late ones both show; an inset redraws the loss after the first
+    tenth of the epochs on a linear scale, where over-fitting shows. ``unit`` labels
+    the y axis (by default nats per image when the history has a KL term, else
+    per-pixel binary cross-entropy). ``learning_rate`` is the rate of each epoch;
+    by default the history's ``learning_rate``, if it logged one.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    unit = unit or (NATS if "kl" in history else PER_PIXEL)
+    if learning_rate is None:
+        learning_rate = history.get("learning_rate")
     # A term that is the whole loss (the plain autoencoders' reconstruction) would
     # only draw the loss twice.
     panels = [("loss", "loss")] + [
         (name, label) for name, label in (("reconstruction", "reconstruction term"),
                                           ("kl", "KL term"))
         if name in history and not np.allclose(history[name], history["loss"])]
-    fig, axes = plt.subplots(1, len(panels), squeeze=False,
-                             figsize=(5.5 * len(panels), 4))
-    for ax, (name, label) in zip(axes[0], panels):
+    has_rate = learning_rate is not None and len(learning_rate) > 0
+    fig = plt.figure(figsize=(5.5 * len(panels), 5.5 if has_rate else 4))
+    grid = fig.add_gridspec(2 if has_rate else 1, len(panels),
+                            height_ratios=[3, 1] if has_rate else [1])
+    axes = [fig.add_subplot(grid[0, column]) for column in range(len(panels))]
+    for ax, (name, label) in zip(axes, panels):
         values = {"train": history[name], "test": history.get(f"val_{name}", [])}
-        epochs = np.arange(1, len(values["train"]) + 1)
-        marker = "o" if len(epochs) <= 20 else None  # a short run: show each epoch
-        for split, style in (("train", "-"), ("test", "--")):
-            if len(values[split]):
-                ax.plot(epochs, values[split], style, marker=marker, label=split)
-        everything = np.concatenate([np.asarray(v, dtype=float)
-                                     for v in values.values() if len(v)])
-        finite = everything[np.isfinite(everything)]
-        if len(epochs) >= 10 and finite.size:
-            later = np.concatenate([np.asarray(v[len(v) // 10:], dtype=float)
-                                    for v in values.values() if len(v)])
-            later = later[np.isfinite(later)]
-            low, high = later.min(), later.max()
-            margin = 0.05 * (high - low) or 0.01 * abs(high) or 0.01
-            ax.set_ylim(low - margin, high + margin)
+        _curves(ax, values, with_inset=name == "loss")
+        ax.set_ylabel(unit)
+        ax.set_title(label)
+    if has_rate:
+        ax = fig.add_subplot(grid[1, :])
+        epochs = np.arange(1, len(learning_rate) + 1)
+        ax.plot(epochs, learning_rate, color="tab:gray")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_title(label)
+        ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
-        ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _curves(ax, values, with_inset):
+    """Train (solid) and test (dashed) curves on a log y axis when every value is
+    positive, and, for a run of 10 epochs or more, an inset of the later epochs."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, ScalarFormatter
+
+    epochs = np.arange(1, len(values["train"]) + 1)
+    marker = "o" if len(epochs) <= 20 else None  # a short run: show each epoch
+    for split, style in (("train", "-"), ("test", "--")):
+        if len(values[split]):
+            ax.plot(epochs, values[split], style, marker=marker, label=split)
+    everything = np.concatenate([np.asarray(v, dtype=float)
+                                 for v in values.values() if len(v)])
+    finite = everything[np.isfinite(everything)]
+    if finite.size and finite.min() > 0:
+        ax.set_yscale("log")
+        # Plain numbers on the log axis: its span is often under one decade.
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_locator(LogLocator(subs=np.arange(1.0, 10.0)))
+        for axis_formatter in (ax.yaxis.set_major_formatter,
+                               ax.yaxis.set_minor_formatter):
+            formatter = ScalarFormatter()
+            formatter.set_scientific(False)
+            axis_formatter(formatter)
+        ax.tick_params(axis="y", which="minor", labelsize="small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3, which="both")
+    # Left of the inset and above the flat tail, where the curves seldom run.
+    ax.legend(loc="center left", bbox_to_anchor=(0.08, 0.6))
+    if with_inset and len(epochs) >= 10 and finite.size:
+        _tail_inset(ax, values, epochs)
+
+
+def _tail_inset(ax, values, epochs):
+    """The epochs after the first tenth, on a linear scale fitted to them."""
+    from matplotlib.ticker import MaxNLocator
+
+    first = len(epochs) // 10
+    inset = ax.inset_axes([0.42, 0.42, 0.55, 0.52])
+    later = []
+    for split, style in (("train", "-"), ("test", "--")):
+        tail = np.asarray(values[split][first:], dtype=float)
+        if len(tail):
+            inset.plot(epochs[first:first + len(tail)], tail, style)
+            later.append(tail[np.isfinite(tail)])
+    later = np.concatenate(later)
+    if later.size:
+        low, high = later.min(), later.max()
+        margin = 0.05 * (high - low) or 0.01 * abs(high) or 0.01
+        inset.set_ylim(low - margin, high + margin)
+    inset.set_title(f"from epoch {first + 1}", fontsize="small")
+    inset.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    inset.yaxis.set_major_locator(MaxNLocator(nbins=4))
+    inset.tick_params(labelsize="small")
+    inset.grid(alpha=0.3)
 
 
 def digit_rows(rows, title):
