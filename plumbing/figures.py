@@ -54,6 +54,9 @@ def show_figures(show):
 # The loss's unit, by the terms a run logs: a KL term marks a VAE, whose loss is in
 # nats per image; the autoencoders' losses are the mean cross-entropy of a pixel.
 NATS, PER_PIXEL = "nats per image", "per-pixel binary cross-entropy"
+# From this many epochs on, the steep start sits at the left edge of the log plot,
+# leaving its upper right free for an inset of the flat tail.
+INSET_FROM = 30
 
 
 def learning_curves(history, title, unit=None, learning_rate=None):
@@ -62,8 +65,8 @@ def learning_curves(history, title, unit=None, learning_rate=None):
     beside its penalty), each in a panel of its own, and the learning rate below.
 
     The whole run is drawn on a logarithmic y axis, so that the steep first epochs
-    and the slow late ones both show; an inset redraws the loss after the first
-    tenth of the epochs on a linear scale, where over-fitting shows. ``unit`` labels
+    and the slow late ones both show; in a long run an inset redraws the loss after
+    the first tenth of the epochs on a linear scale, where over-fitting shows. ``unit`` labels
     the y axis (by default nats per image when the history has a KL term, else
     per-pixel binary cross-entropy). ``learning_rate`` is the rate of each epoch;
     by default the history's ``learning_rate``, if it logged one.
@@ -85,10 +88,13 @@ def learning_curves(history, title, unit=None, learning_rate=None):
     grid = fig.add_gridspec(2 if has_rate else 1, len(panels),
                             height_ratios=[3, 1] if has_rate else [1])
     axes = [fig.add_subplot(grid[0, column]) for column in range(len(panels))]
+    # A loss with terms that are not all drawn beside it (the sparse model's L1
+    # penalty) is more than the reconstruction term's unit says.
+    penalty = len(panels) == 2 and panels[1][0] == "reconstruction"
     for ax, (name, label) in zip(axes, panels):
         values = {"train": history[name], "test": history.get(f"val_{name}", [])}
         _curves(ax, values, with_inset=name == "loss")
-        ax.set_ylabel(unit)
+        ax.set_ylabel(f"{unit} + penalty" if penalty and name == "loss" else unit)
         ax.set_title(label)
     if has_rate:
         ax = fig.add_subplot(grid[1, :])
@@ -105,7 +111,8 @@ def learning_curves(history, title, unit=None, learning_rate=None):
 
 def _curves(ax, values, with_inset):
     """Train (solid) and test (dashed) curves on a log y axis when every value is
-    positive, and, for a run of 10 epochs or more, an inset of the later epochs."""
+    positive, and, for a run long enough that its tail flattens, an inset of the
+    later epochs."""
     from matplotlib.ticker import LogLocator, MaxNLocator, ScalarFormatter
 
     epochs = np.arange(1, len(values["train"]) + 1)
@@ -130,10 +137,13 @@ def _curves(ax, values, with_inset):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3, which="both")
-    # Left of the inset and above the flat tail, where the curves seldom run.
-    ax.legend(loc="center left", bbox_to_anchor=(0.08, 0.6))
-    if with_inset and len(epochs) >= 10 and finite.size:
+    if with_inset and len(epochs) >= INSET_FROM and finite.size:
+        # Left of the inset and above the flat tail, where a long run's curves
+        # seldom go.
+        ax.legend(loc="center left", bbox_to_anchor=(0.08, 0.6))
         _tail_inset(ax, values, epochs)
+    else:
+        ax.legend()
 
 
 def _tail_inset(ax, values, epochs):
