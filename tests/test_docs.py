@@ -528,7 +528,8 @@ def unheld_numbers(page):
     found = []
     for match in NUMBER.finditer(text):
         if match.group() not in allowed:
-            found.append(f"{match.group()} in '...{text[max(0, match.start() - 50):match.end() + 30]}...'")
+            context = text[max(0, match.start() - 50):match.end() + 30]
+            found.append(f"{match.group()} in '...{context}...'")
     return found
 
 
