@@ -24,7 +24,8 @@ from support import ROOT, one_line_error, run_script
 
 import plumbing
 import visualize_latent_space as vls
-from plumbing import cli, latent
+from plumbing import cli, loading, saved_codes
+from plumbing import visualiser_options as options
 
 # Few points and the fewest t-SNE iterations scikit-learn allows keep every run short.
 FAST = ["--max-iter", "250"]
@@ -127,7 +128,7 @@ def test_single_file_writes_png_cache_and_quality_figures(tmp_path):
     record = json.loads((tmp_path / "deep_autoe_tsne.json").read_text())
     assert record["settings"]["max_iter"] == 250
     assert record["features_sha256"] == sha256(path)
-    points = latent.load_pickle(tmp_path / "deep_autoe_tsne.pickle")
+    points = loading.load_pickle(tmp_path / "deep_autoe_tsne.pickle")
     assert points.shape == (300, 2) and points.dtype == np.float32
 
 
@@ -306,9 +307,9 @@ def test_help_shows_every_flag_with_its_default():
 def test_safe_loader_reads_arrays_of_every_protocol(tmp_path, protocol):
     features = digit_codes(n=20)[0].reshape(20, 2, 2, 2)
     path = write_pickle(features, tmp_path / "f.pickle", protocol)
-    loaded = latent.load_pickle(path)
+    loaded = loading.load_pickle(path)
     assert loaded.dtype == np.float32 and np.array_equal(loaded, features)
-    assert latent.load_pickle(write_pickle([1, 2.5, (3,)], tmp_path / "l.pickle",
+    assert loading.load_pickle(write_pickle([1, 2.5, (3,)], tmp_path / "l.pickle",
                                         protocol)) == [1, 2.5, (3,)]
 
 
@@ -319,17 +320,17 @@ def test_safe_loader_reads_files_written_under_numpy_1(tmp_path):
     assert old != data
     path = tmp_path / "old.pickle"
     path.write_bytes(old)
-    assert np.array_equal(latent.load_pickle(path), np.arange(4))
+    assert np.array_equal(loading.load_pickle(path), np.arange(4))
 
 
 def test_load_array_for_other_scripts(tmp_path):
     labels = digit_codes(n=20)[1]
     path = write_pickle(labels, tmp_path / "l.pickle")
-    assert np.array_equal(latent.load_array(path), labels)
+    assert np.array_equal(loading.load_array(path), labels)
     with pytest.raises(cli.UserError, match="contains a dict"):
-        latent.load_array(write_pickle({"labels": labels}, tmp_path / "d.pickle"))
+        loading.load_array(write_pickle({"labels": labels}, tmp_path / "d.pickle"))
     with pytest.raises(cli.UserError, match="refused"):
-        latent.load_array(write_pickle(Payload(tmp_path / "MARKER"),
+        loading.load_array(write_pickle(Payload(tmp_path / "MARKER"),
                                     tmp_path / "e.pickle"))
     assert not (tmp_path / "MARKER").exists()
 
@@ -339,7 +340,7 @@ def test_safe_loader_refuses_other_classes(tmp_path):
 
     path = write_pickle(OrderedDict(a=np.zeros(3)), tmp_path / "odict.pickle")
     with pytest.raises(cli.UserError, match="collections.OrderedDict"):
-        latent.load_pickle(path)
+        loading.load_pickle(path)
 
 
 # ---------------------------------------------------------------------------------
@@ -350,7 +351,7 @@ def test_safe_loader_refuses_other_classes(tmp_path):
 def tsne_run(path, *args):
     """Run main() in this process; return the t-SNE map it cached."""
     vls.main([str(path), *FAST, "--threads", "1", *map(str, args)])
-    points = latent.load_pickle(path.with_name(path.name.replace("features", "tsne")))
+    points = loading.load_pickle(path.with_name(path.name.replace("features", "tsne")))
     return points
 
 
@@ -410,7 +411,7 @@ def test_new_labels_or_a_tampered_cache_are_not_trusted(tmp_path, capsys):
 
 def test_same_seed_same_picture(tmp_path):
     features, _ = digit_codes()
-    args = latent.parse_args(["--all", str(tmp_path), *FAST, "--seed", "7"])
+    args = options.parse_args(["--all", str(tmp_path), *FAST, "--seed", "7"])
     with vls.threadpool_limits(limits=1):
         a = vls.run_tsne(features, args)
         b = vls.run_tsne(features, args)
@@ -427,10 +428,10 @@ def test_max_points_plots_a_stratified_sample(tmp_path, capsys):
     assert "a stratified sample of 100 of 300 codes" in out
     assert "5-fold CV on 100 test images" in out and "100 points" in out
     assert points.shape == (100, 2)
-    keep = latent.stratified_subsample(labels, 100, 1337)
+    keep = saved_codes.stratified_subsample(labels, 100, 1337)
     assert np.array_equal(np.bincount(labels[keep]), np.full(10, 10))
-    assert not np.array_equal(keep, latent.stratified_subsample(labels, 100, 1338))
-    assert np.array_equal(latent.stratified_subsample(labels, 500, 0), np.arange(300))
+    assert not np.array_equal(keep, saved_codes.stratified_subsample(labels, 100, 1338))
+    assert np.array_equal(saved_codes.stratified_subsample(labels, 500, 0), np.arange(300))
 
 
 # ---------------------------------------------------------------------------------
@@ -744,8 +745,8 @@ def test_html_and_projector_get_the_map_codes_and_images(tmp_path, in_process,
     (page_call, page, page_args), (projector_call, folder, projector_args) = explorer
     assert (page_call, page) == ("write_page", tmp_path / "figures" /
                                  "conv_autoe_explorer.html")
-    keep = latent.stratified_subsample(labels, 100, 1337)
-    cached = latent.load_pickle(tmp_path / "conv_autoe_tsne.pickle")
+    keep = saved_codes.stratified_subsample(labels, 100, 1337)
+    cached = loading.load_pickle(tmp_path / "conv_autoe_tsne.pickle")
     assert np.array_equal(page_args["points"], cached)  # the PNG's map
     assert page_args["points"].dtype == np.float32
     assert page_args["labels"].dtype == np.int64
