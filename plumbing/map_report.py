@@ -16,8 +16,7 @@ import numpy as np
 
 from plumbing import cli, figures
 from plumbing.data import labels_of, title_of
-
-CLASS_COUNT = 10  # labels 0-9: MNIST's digits or Fashion-MNIST's clothes
+from plumbing.loading import CLASS_COUNT
 
 
 def shown(text):
@@ -136,9 +135,10 @@ def check_titles(models, neighbours):
         try:
             fig.canvas.draw()
         except Exception as error:  # whatever the text did to matplotlib, in a line
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
             raise cli.UserError(f"{shown(codes.path)}: its name or its data set's "
                                 "cannot be drawn in a title "
-                                f"({type(error).__name__}: {error})") from None
+                                f"({type(error).__name__}: {reason})") from None
 
 
 def label_colours():

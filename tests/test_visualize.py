@@ -1,10 +1,13 @@
-"""Tests of visualize_latent_space.py on small, real files made in each test.
+"""Tests of visualize_latent_space.py on small, real files.
 
-The key command-line behaviours (a PNG written, bad input and degenerate codes
-refused with a one-line error, no deep-learning backend imported) are tested by
-running the script as a subprocess. The many other cases call the same ``main`` in
-this process through ``cli.main_guard``, as the script does, which is much faster
-(no interpreter start per case).
+The key command-line behaviours (a PNG written, bad input and codes that could
+crash scikit-learn refused with a one-line error, no deep-learning backend
+imported, pipes and devices refused in seconds) are tested by running the script
+as a subprocess. The many other cases call the same ``main`` in this process
+through ``cli.main_guard``, as the script does, which is much faster (no
+interpreter start per case). Codes that several tests map are made once for the
+module with their t-SNE maps cached (``mapped_once``), and copied into each test's
+own folder: only the tests of the t-SNE itself wait for one.
 """
 
 import hashlib
@@ -12,6 +15,8 @@ import json
 import os
 import pickle
 import re
+import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +29,7 @@ from support import ROOT, one_line_error, run_script
 
 import plumbing
 import visualize_latent_space as vls
-from plumbing import cli, loading, saved_codes
+from plumbing import cli, loading, map_report, saved_codes
 from plumbing import visualiser_options as options
 
 # Few points and the fewest t-SNE iterations scikit-learn allows keep every run short.
@@ -98,6 +103,32 @@ def snapshot(directory):
     """Every file below ``directory`` and its bytes, to compare before and after."""
     return {path: path.read_bytes() for path in Path(directory).rglob("*")
             if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def mapped_once(tmp_path_factory):
+    """Codes made once for the module: two models' with their t-SNE maps already
+    cached (as FAST computes them), and a VAE's 2-d codes."""
+    folder = tmp_path_factory.mktemp("mapped")
+    for prefix in ("deep_autoe", "simple_autoe"):
+        vls.main([str(write_pair(folder, prefix, *digit_codes())), *FAST])
+    write_pair(folder, "variational_autoe", *digit_codes(dims=2))
+    for png in folder.glob("*.png"):
+        png.unlink()
+    return folder
+
+
+@pytest.fixture
+def mapped(mapped_once, tmp_path):
+    """Copy one model's files (codes, digits, cached map) from ``mapped_once`` into
+    the test's own folder; return its features' path."""
+
+    def copy(prefix):
+        for source in mapped_once.glob(f"{prefix}_*"):
+            shutil.copy2(source, tmp_path / source.name)
+        return tmp_path / f"{prefix}_features.pickle"
+
+    return copy
 
 
 def quality_from(stdout):
@@ -246,7 +277,7 @@ def test_missing_files_are_named(tmp_path, in_process):
     features, labels = digit_codes(n=50)
     write_pickle(features, tmp_path / "deep_autoe_features.pickle")
 
-    no_features = visualize(tmp_path / "simple_autoe_features.pickle")  # a process
+    no_features = in_process(tmp_path / "simple_autoe_features.pickle")
     no_labels = in_process(tmp_path / "deep_autoe_features.pickle")
     directory = in_process(tmp_path)
 
@@ -355,13 +386,10 @@ def tsne_run(path, *args):
     return points
 
 
-def test_cache_is_reused_only_while_nothing_changed(tmp_path, capsys):
-    features, labels = digit_codes()
-    path = write_pair(tmp_path, "deep_autoe", features, labels)
+def test_cache_is_reused_only_while_nothing_changed(tmp_path, capsys, mapped):
+    path = mapped("deep_autoe")  # its map computed and cached by an earlier run
     cache = tmp_path / "deep_autoe_tsne.pickle"
-
-    first = tsne_run(path)
-    assert "t-SNE done" in capsys.readouterr().out
+    first = loading.load_pickle(cache)
     stamp = cache.stat().st_mtime_ns
 
     again = tsne_run(path)
@@ -391,11 +419,9 @@ def test_cache_is_reused_only_while_nothing_changed(tmp_path, capsys):
     assert cache.stat().st_mtime_ns != stamp
 
 
-def test_new_labels_or_a_tampered_cache_are_not_trusted(tmp_path, capsys):
-    features, labels = digit_codes()
-    path = write_pair(tmp_path, "deep_autoe", features, labels)
-    tsne_run(path)
-    capsys.readouterr()
+def test_new_labels_or_a_tampered_cache_are_not_trusted(tmp_path, capsys, mapped):
+    labels = digit_codes()[1]
+    path = mapped("deep_autoe")  # its map cached
 
     write_pickle(np.roll(labels, 1), tmp_path / "deep_autoe_labels.pickle")
     tsne_run(path)
@@ -454,16 +480,17 @@ def test_knn_accuracy_sees_structure_and_flattens():
 # ---------------------------------------------------------------------------------
 
 
-def test_all_draws_one_panel_per_model_in_a_fixed_order(tmp_path, in_process):
-    write_pair(tmp_path, "zeta_model", *digit_codes(seed=5))
+def test_all_draws_one_panel_per_model_in_a_fixed_order(tmp_path, in_process,
+                                                         mapped):
+    # Unknown models' codes are 2-d here: the order is what counts, not their t-SNE.
+    write_pair(tmp_path, "zeta_model", *digit_codes(dims=2, seed=5))
     write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2, seed=1))
     conv, labels = digit_codes(dims=8, seed=2)
     write_pair(tmp_path, "conv_autoe", conv.reshape(-1, 2, 2, 2), labels)
-    write_pair(tmp_path, "alpha_model", *digit_codes(seed=4))
-    simple = write_pair(tmp_path, "simple_autoe", *digit_codes(seed=3))
-    assert in_process(simple, *FAST).returncode == 0  # its t-SNE is then cached
+    write_pair(tmp_path, "alpha_model", *digit_codes(dims=2, seed=4))
+    mapped("simple_autoe")  # its t-SNE cached
 
-    result = visualize("--all", tmp_path, *FAST)
+    result = in_process("--all", tmp_path, *FAST)
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "all_latent_spaces.png").read_bytes()[:4] == b"\x89PNG"
@@ -538,15 +565,22 @@ def degenerate_codes():
     }
 
 
+# scikit-learn's t-SNE dies with a segmentation fault on constant codes and on codes
+# spread too little (or too much) for float32: the script must refuse them first,
+# and those cases run in a process of their own, which a regression would kill
+# instead of the test session.
+MAY_CRASH = {"all zeros", "all rows equal", "spread too small for float32",
+             "spread too large for float32"}
+
+
 @pytest.mark.parametrize("case", list(degenerate_codes()))
-def test_degenerate_features_are_refused_not_crashed_on(tmp_path, case):
-    # scikit-learn's t-SNE dies with a segmentation fault on constant codes and on
-    # codes spread too little for float32: the script must refuse them first.
+def test_degenerate_features_are_refused_not_crashed_on(tmp_path, in_process, case):
     features, prefix, words = degenerate_codes()[case]
     path = write_pair(tmp_path, prefix, features, digit_codes()[1])
     before = snapshot(tmp_path)
 
-    result = visualize(path, *FAST)
+    result = visualize(path, *FAST) if case in MAY_CRASH else \
+        in_process(path, *FAST)
 
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert_one_line_error(result, f"{prefix}_features.pickle", words)
@@ -594,12 +628,15 @@ BAD_OPTIONS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_OPTIONS))
-def test_bad_options_are_one_line_errors(tmp_path, case):
-    options, option = BAD_OPTIONS[case]
+def test_bad_options_are_one_line_errors(tmp_path, in_process, case):
+    bad, option = BAD_OPTIONS[case]
     path = write_pair(tmp_path, "deep_autoe", *digit_codes())
     before = snapshot(tmp_path)
 
-    result = visualize(path, *options)
+    # The script checks its options before its slow imports, as main() does here;
+    # one case goes through a process of its own, as a user runs it.
+    result = visualize(path, *bad) if case == "negative seed" else \
+        in_process(path, *bad)
 
     assert_one_line_error(result, option)
     assert snapshot(tmp_path) == before
@@ -667,9 +704,8 @@ def write_record(directory, prefix, names, wrong=()):
     (directory / f"{prefix}_metrics.json").write_text(json.dumps({"files": hashes}))
 
 
-def test_files_from_different_runs_are_refused(tmp_path, in_process):
-    features, labels = digit_codes()
-    path = write_pair(tmp_path, "deep_autoe", features, labels)
+def test_files_from_different_runs_are_refused(tmp_path, in_process, mapped):
+    path = mapped("deep_autoe")
     names = ["deep_autoe_features.pickle", "deep_autoe_labels.pickle"]
     write_record(tmp_path, "deep_autoe", names, wrong=["deep_autoe_labels.pickle"])
     before = snapshot(tmp_path)
@@ -783,9 +819,9 @@ def test_html_of_2d_codes_decodes_the_plane_when_a_decoder_is_there(
 
 
 def test_all_writes_one_page_per_model_and_one_projector_folder(tmp_path, in_process,
-                                                                explorer):
-    write_pair(tmp_path, "simple_autoe", *digit_codes())
-    write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+                                                                explorer, mapped):
+    mapped("simple_autoe")
+    mapped("variational_autoe")
     for prefix in ("simple_autoe", "variational_autoe"):
         write_pickle(digit_images(300), tmp_path / f"{prefix}_images.pickle")
 
@@ -803,8 +839,8 @@ def test_all_writes_one_page_per_model_and_one_projector_folder(tmp_path, in_pro
 
 
 def test_missing_images_file_is_said_and_the_page_has_none(tmp_path, in_process,
-                                                           explorer):
-    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+                                                           explorer, mapped):
+    path = mapped("deep_autoe")
 
     result = in_process(path, "--html", *FAST)
 
@@ -831,8 +867,8 @@ def test_bad_images_file_is_refused(tmp_path, in_process, explorer, images, word
     assert not explorer
 
 
-def test_images_from_another_run_are_refused(tmp_path, in_process, explorer):
-    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+def test_images_from_another_run_are_refused(tmp_path, in_process, explorer, mapped):
+    path = mapped("deep_autoe")
     write_pickle(digit_images(300), tmp_path / "deep_autoe_images.pickle")
     names = ["deep_autoe_features.pickle", "deep_autoe_labels.pickle",
              "deep_autoe_images.pickle"]
@@ -845,10 +881,10 @@ def test_images_from_another_run_are_refused(tmp_path, in_process, explorer):
     assert_one_line_error(page, "deep_autoe_images.pickle", "different runs")
 
 
-def test_real_html_page_end_to_end(tmp_path):
+def test_real_html_page_end_to_end(tmp_path, mapped):
     pytest.importorskip("bokeh")
     pytest.importorskip("plumbing.explorer")
-    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    path = mapped("deep_autoe")
     write_pickle(digit_images(300), tmp_path / "deep_autoe_images.pickle")
 
     result = visualize(path, "--html", *FAST)
@@ -885,19 +921,17 @@ def imported(result):
     return tried, {name.split(".")[0] for name in modules}
 
 
-def test_visualiser_imports_no_deep_learning_backend(tmp_path):
-    write_pair(tmp_path, "deep_autoe", *digit_codes())
-    write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+def test_visualiser_imports_no_deep_learning_backend(tmp_path, mapped):
+    # --all loads, maps and draws a t-SNE model and 2-d codes: all one file does.
+    mapped("deep_autoe")
+    mapped("variational_autoe")
 
-    one = visualize_after(BLOCK_BACKENDS, tmp_path / "deep_autoe_features.pickle",
-                          *FAST)
-    every = visualize_after(BLOCK_BACKENDS, "--all", tmp_path, *FAST)
+    result = visualize_after(BLOCK_BACKENDS, "--all", tmp_path, *FAST, "--no-cache")
 
-    for result in (one, every):
-        assert result.returncode == 0, result.stderr
-        tried, modules = imported(result)
-        assert tried == [] and not modules & set(BACKENDS)
-        assert "sklearn" in modules  # it did the work
+    assert result.returncode == 0, result.stderr
+    tried, modules = imported(result)
+    assert tried == [] and not modules & set(BACKENDS)
+    assert "sklearn" in modules and "t-SNE done" in result.stdout  # it did the work
     assert (tmp_path / "all_latent_spaces.png").exists()
 
 
@@ -914,3 +948,94 @@ def test_help_is_quick_and_starts_in_plain_words():
     description = result.stdout.split("\n\n")[1]
     assert description.startswith("Draw the codes a training script saved as a "
                                   "picture of the test digits")
+
+
+# ---------------------------------------------------------------------------------
+# Names and files planted by others: never a broken figure, never a hang
+# ---------------------------------------------------------------------------------
+
+MEMORY_LIMIT = 3 << 30  # bytes of address space for a child fed a pipe or a device
+
+
+def bounded_visualize(*args, timeout=120):
+    """The script in a subprocess under MEMORY_LIMIT and a timeout; the result has
+    ``seconds``."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "visualize_latent_space.py",
+                             *map(str, args)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout, preexec_fn=limit)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def test_names_with_dollar_signs_and_backslashes_are_drawn_as_written(tmp_path,
+                                                                      in_process):
+    # matplotlib reads text between two $ as mathematics: "$x^2$" would be typeset,
+    # and a malformed one ("$\\frac$") stops the figure.
+    prefix = "$x^2$_a\\b"
+    path = write_pair(tmp_path, prefix, *digit_codes(dims=2))
+    (tmp_path / f"{prefix}_metrics.json").write_text(
+        json.dumps({"data": {"name": "my_$\\frac{$digits.npz"}}))
+
+    result = in_process(path, "--html")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"{prefix}_latent_2d.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"of my_$\\frac{{$digits.npz from {path}" in result.stdout
+    page = (tmp_path / f"{prefix}_explorer.html").read_text()
+    assert "my_$\\frac{$digits.npz" in page  # a page shows it as it is, unescaped
+    assert map_report.plain("$x^2$ \\ $") == "\\$x^2\\$ \\ \\$"
+
+
+def test_text_a_figure_cannot_draw_fails_before_the_tsne(tmp_path, in_process,
+                                                         monkeypatch):
+    path = write_pair(tmp_path, "$\\frac$", *digit_codes())
+    monkeypatch.setattr(map_report, "plain", map_report.shown)  # no escaping
+
+    result = in_process(path, *FAST)
+
+    assert_one_line_error(result, "$\\frac$_features.pickle", "cannot be drawn")
+    assert "t-SNE of" not in result.stdout
+
+
+@pytest.mark.parametrize("planted", ["pipe", "huge"])
+def test_a_projector_config_that_is_no_config_is_refused_before_any_work(tmp_path,
+                                                                         planted):
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    folder = tmp_path / "projector"
+    folder.mkdir()
+    config = folder / "projector_config.pbtxt"
+    if planted == "pipe":
+        os.mkfifo(config)
+    else:
+        with open(config, "wb") as f:  # sparse: no disk space taken
+            f.truncate(64 << 20)
+
+    result = bounded_visualize(path, "--projector", folder, *FAST)
+
+    expected = "not a regular file" if planted == "pipe" else "MiB, more than"
+    assert_one_line_error(result, "projector_config.pbtxt", expected)
+    assert "t-SNE" not in result.stdout and result.seconds < 60
+    assert sorted(p.name for p in folder.iterdir()) == ["projector_config.pbtxt"]
+
+
+@pytest.mark.parametrize("planted", ["pipe", "link to /dev/zero"])
+def test_a_decoder_that_is_no_file_is_refused_in_seconds(tmp_path, planted):
+    path = write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+    decoder = tmp_path / "variational_autoe_decoder.keras"
+    if planted == "pipe":
+        os.mkfifo(decoder)
+    else:
+        decoder.symlink_to("/dev/zero")
+    names = ["variational_autoe_features.pickle", "variational_autoe_labels.pickle"]
+    write_record(tmp_path, "variational_autoe", names)  # the record check hashes
+
+    result = bounded_visualize(path, "--html")
+
+    assert_one_line_error(result, "variational_autoe_decoder.keras",
+                          "not a regular file")
+    assert result.seconds < 60  # the imports alone take seconds on a busy machine
+    assert not (tmp_path / "variational_autoe_latent_2d.png").exists()
