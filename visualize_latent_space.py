@@ -35,12 +35,12 @@ from plumbing import visualiser_options as options
 if __name__ == "__main__":
     cli.main_guard(options.parse_args)
 
-import numpy as np  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.manifold import TSNE, trustworthiness  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
-from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE, trustworthiness
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
 
 NEIGHBOURS = 5  # for both quality figures: kNN accuracy and trustworthiness
 # t-SNE approximates far-away points more coarsely than scikit-learn's 0.5, and
@@ -157,8 +157,8 @@ def latent_map(codes, args):
 
 One scatter call for all digits, in a shuffled order: plotting digit by digit would
 paint the 9s over everything else. Ten discrete colours, one per digit (the norm
-gives each whole label its own); the legend of them is added with the others'
-chores (with `--all`, one map per model in a grid).
+gives each whole label its own). With `--all`, one map per model in a grid; the
+grid, its legend of the colours and the layout are chores for `map_report`.
 """
 
 

@@ -181,7 +181,7 @@ def load_pickle(path, data=None, max_bytes=FEATURES_MAX_BYTES):
         return ArrayUnpickler(data).load()
     except RefusedPickle as error:
         raise cli.UserError(f"{path}: refused to load: {error}") from None
-    except Exception as error:  # any malformed input is the file's fault, said in a line
+    except Exception as error:  # any malformed input is the file's fault
         if isinstance(error, EOFError) or "truncated" in str(error) or \
                 re.search(r"expected \d+ bytes in a \w+, but only \d+ remain",
                           str(error)):

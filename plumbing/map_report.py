@@ -48,8 +48,9 @@ def model_title(codes):
 
 def announce(codes, number, total):
     step = f"[{number}/{total}] " if total > 1 else ""
-    print(f"{step}{shown(codes.name)}: {len(codes.labels):,} codes ({codes.describe()}) "
-          f"of {shown(title_of(codes.data))} from {shown(codes.path)}")
+    print(f"{step}{shown(codes.name)}: {len(codes.labels):,} codes "
+          f"({codes.describe()}) of {shown(title_of(codes.data))} from "
+          f"{shown(codes.path)}")
     if len(codes.labels) < codes.count:
         print(f"{shown(codes.name)}: a stratified sample of {len(codes.labels):,} of "
               f"{codes.count:,} codes (--max-points)")

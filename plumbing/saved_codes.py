@@ -92,9 +92,9 @@ class Codes:
         self.labels_sha256 = hashlib.sha256(data).hexdigest()
         digits = np.unique(labels)
         if len(digits) == 1:
-            print(f"Warning: every label in {labels_path} is the digit {digits[0]}: with "
-                  "one digit every neighbour votes right, so the 5-NN accuracy would "
-                  "be 1.000 and mean nothing; it is n/a")
+            print(f"Warning: every label in {labels_path} is the digit {digits[0]}: "
+                  "with one digit every neighbour votes right, so the 5-NN accuracy "
+                  "would be 1.000 and mean nothing; it is n/a")
 
         self.data = data_name_of(self.path, self.prefix)
         self.dims = int(np.prod(features.shape[1:]))

@@ -20,7 +20,8 @@ import numpy as np
 
 from plumbing import cli, files, loading
 
-CACHE_MAX_BYTES = 16 * files.MiB  # a t-SNE map of 70,000 points: 0.6 MB, its record less
+# A t-SNE map of 70,000 points takes 0.6 MB, its record less.
+CACHE_MAX_BYTES = 16 * files.MiB
 
 
 class _Progress(io.TextIOBase):

@@ -457,7 +457,8 @@ def test_max_points_plots_a_stratified_sample(tmp_path, capsys):
     keep = saved_codes.stratified_subsample(labels, 100, 1337)
     assert np.array_equal(np.bincount(labels[keep]), np.full(10, 10))
     assert not np.array_equal(keep, saved_codes.stratified_subsample(labels, 100, 1338))
-    assert np.array_equal(saved_codes.stratified_subsample(labels, 500, 0), np.arange(300))
+    assert np.array_equal(saved_codes.stratified_subsample(labels, 500, 0),
+                          np.arange(300))
 
 
 # ---------------------------------------------------------------------------------
