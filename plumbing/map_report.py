@@ -251,7 +251,8 @@ def explore(codes, points, quality, args, neighbours):
         # there (or beside event files), and lists the models in its tensor menu.
         folder = Path(args.projector)
         with write_errors_in_one_line(folder):
-            explorer.write_projector(folder, name=codes.prefix, codes=codes.rows,
+            # The config names the files in UTF-8, which any file name is once shown.
+            explorer.write_projector(folder, name=shown(codes.prefix), codes=codes.rows,
                                      labels=codes.labels, images=codes.images,
                                      data_name=codes.data)
         print(f"Wrote the Embedding Projector files in {shown(folder)}/")

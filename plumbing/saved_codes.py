@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import cli, files, loading
+from plumbing.map_report import shown
 
 # The models in the order of the tutorial; unknown prefixes follow, alphabetically.
 MODEL_NAMES = {
@@ -92,9 +93,9 @@ class Codes:
         self.labels_sha256 = hashlib.sha256(data).hexdigest()
         digits = np.unique(labels)
         if len(digits) == 1:
-            print(f"Warning: every label in {labels_path} is the digit {digits[0]}: "
-                  "with one digit every neighbour votes right, so the 5-NN accuracy "
-                  "would be 1.000 and mean nothing; it is n/a")
+            print(f"Warning: every label in {shown(labels_path)} is the digit "
+                  f"{digits[0]}: with one digit every neighbour votes right, so the "
+                  "5-NN accuracy would be 1.000 and mean nothing; it is n/a")
 
         self.data = data_name_of(self.path, self.prefix)
         self.dims = int(np.prod(features.shape[1:]))
@@ -126,11 +127,11 @@ class Codes:
                     images_path, count)
                 found.append(images_path)
             else:
-                shown = " and the ".join(name for name, wanted in (
+                outputs = " and the ".join(name for name, wanted in (
                     ("page", args.html), ("projector files", args.projector)) if wanted)
-                print(f"No {images_path.name} beside the features (an older training "
-                      f"run): the {shown} will have no digit images; retrain to get "
-                      "them")
+                print(f"No {shown(images_path.name)} beside the features (an older "
+                      f"training run): the {outputs} will have no digit images; "
+                      "retrain to get them")
         if args.html and self.dims == 2:
             decoder = self.path.with_name(f"{self.prefix}_decoder.keras")
             if decoder.exists():
@@ -140,8 +141,8 @@ class Codes:
                 self.decoder = decoder
                 found.append(decoder)
             else:
-                print(f"No {decoder.name} beside the features: the page shows no plane "
-                      "of decoded digits")
+                print(f"No {shown(decoder.name)} beside the features: the page shows "
+                      "no plane of decoded digits")
         return found
 
     def describe(self):

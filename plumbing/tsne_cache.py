@@ -19,6 +19,7 @@ from importlib.metadata import version
 import numpy as np
 
 from plumbing import cli, files, loading
+from plumbing.map_report import shown
 
 # A t-SNE map of 70,000 points takes 0.6 MB, its record less.
 CACHE_MAX_BYTES = 16 * files.MiB
@@ -69,7 +70,8 @@ def read_cache(codes, settings):
     """The cached (points, quality) if made from the same files and settings."""
     points_path, record_path = cache_paths(codes)
     try:
-        record = json.loads(files.read_regular(record_path, CACHE_MAX_BYTES, "a record"))
+        record = json.loads(files.read_regular(record_path, CACHE_MAX_BYTES,
+                                               "a record"))
         data = files.read_regular(points_path, CACHE_MAX_BYTES, "a t-SNE map")
     except (cli.UserError, ValueError):  # no cache, or not one we wrote: recompute
         return None
@@ -87,8 +89,8 @@ def read_cache(codes, settings):
         return None
     if not isinstance(points, np.ndarray) or points.shape != (len(codes.labels), 2):
         return None
-    print(f"{codes.name}: using the cached t-SNE ({points_path.name}: same features, "
-          "labels and settings)")
+    print(f"{shown(codes.name)}: using the cached t-SNE ({shown(points_path.name)}: "
+          "same features, labels and settings)")
     quality = {name: record.get(name) for name in
                ("knn_accuracy", "trustworthiness", "trust_points")}
     return points, quality
@@ -102,7 +104,8 @@ def write_cache(codes, settings, points, quality):
                       tsne_sha256=files.sha256(points_path))
         files.save_json(record, record_path)
     except OSError as error:
-        print(f"Note: could not cache the t-SNE in {points_path.parent}/ "
+        print(f"Note: could not cache the t-SNE in {shown(points_path.parent)}/ "
               f"({error.strerror}); it will be recomputed next time")
         return
-    print(f"Cached the t-SNE in {points_path.name} and {record_path.name}")
+    print(f"Cached the t-SNE in {shown(points_path.name)} and "
+          f"{shown(record_path.name)}")

@@ -991,6 +991,22 @@ def test_names_with_dollar_signs_and_backslashes_are_drawn_as_written(tmp_path,
     assert map_report.plain("$x^2$ \\ $") == "\\$x^2\\$ \\ \\$"
 
 
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path, in_process):
+    pytest.importorskip("bokeh")
+    pytest.importorskip("tensorboard")
+    prefix = os.fsdecode(b"\xff$x")  # a byte that no UTF-8 text holds
+    path = write_pair(tmp_path, prefix, *digit_codes(dims=2))
+
+    result = in_process(path, "--html", "--projector", tmp_path / "projector")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"{prefix}_latent_2d.png").exists()
+    assert "\\udcff$x" in (tmp_path / f"{prefix}_explorer.html").read_text()
+    config = (tmp_path / "projector" / "projector_config.pbtxt").read_text()
+    assert 'tensor_path: "\\\\udcff$x_tensors.tsv"' in config
+    assert (tmp_path / "projector" / "\\udcff$x_tensors.tsv").exists()
+
+
 def test_text_a_figure_cannot_draw_fails_before_the_tsne(tmp_path, in_process,
                                                          monkeypatch):
     path = write_pair(tmp_path, "$\\frac$", *digit_codes())
