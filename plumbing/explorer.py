@@ -1,6 +1,6 @@
 """The visualiser's interactive page and the TensorBoard projector's files.
 
-Three entry points, each called by ``visualize_latent_space.py``:
+Three entry points, each called by the visualiser's reporting (``map_report``):
 
 * ``write_page``: ``<prefix>_explorer.html``, one self-contained Bokeh page (its
   JavaScript inline, every digit image a ``data:`` URI) that works opened straight
@@ -12,7 +12,9 @@ Three entry points, each called by ``visualize_latent_space.py``:
   cannot run Keras), as a grid of images fine enough that neighbouring cells differ
   only a little.
 * ``write_projector``: the codes, their digits and a sprite sheet of the test images
-  in the format of TensorBoard's Embedding Projector (``tensorboard --logdir DIR``).
+  in the format of TensorBoard's Embedding Projector (``tensorboard --logdir DIR``);
+  a config already there is read bounded (``read_projector_config``, which the
+  options also call, to refuse a pipe or a device there before any work).
 
 Bokeh, Keras, Pillow and TensorBoard are imported inside the functions that need
 them: the visualiser must start without any of them.
@@ -284,9 +286,8 @@ def decode_plane(decoder_path, points):
 
 def _load_decoder(path):
     path = Path(path)
-    loading.check_decoder(path)
+    loading.check_decoder(path)  # before Keras, or anything, reads a byte of it
     keras = backend.import_keras()
-
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # a damaged zip, a foreign file, unsafe layers...
@@ -340,7 +341,6 @@ def write_projector(directory, *, name, codes, labels, images, data_name="mnist"
         (directory / sprite).unlink(missing_ok=True)  # an earlier run's, now unlisted
 
     config = ProjectorConfig()
-    config_path = directory / PROJECTOR_CONFIG
     if existing is not None:
         try:
             text_format.Parse(existing.decode("utf-8"), config)
@@ -358,7 +358,7 @@ def write_projector(directory, *, name, codes, labels, images, data_name="mnist"
         embedding.sprite.image_path = sprite
         embedding.sprite.single_image_dim.extend([side, side])
     # Written last: TensorBoard never finds a config naming files not yet there.
-    with files.atomic_path(config_path) as tmp:
+    with files.atomic_path(directory / PROJECTOR_CONFIG) as tmp:
         tmp.write_text(text_format.MessageToString(config))
 
 
