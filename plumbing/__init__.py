@@ -19,6 +19,7 @@ this package only does what every one of them needs and no reader needs to see:
 * ``tsne_cache``: the visualiser's t-SNE progress and its cache.
 * ``map_report``: the visualiser's reporting: numbers, titles, tables, the grid of
   maps, and the page and projector files.
+* ``safe_text``: names from files made safe to print, to write and to draw.
 * ``explorer``: the visualiser's interactive page and TensorBoard projector files.
 * ``lessons``: a lesson's definitions without its run (for the deconvolutional VAE,
   the benchmarks and the tests).

@@ -3,9 +3,7 @@ the table of --all, the grid of maps with its legend, and the page and projector
 files of --html and --projector.
 
 Text that comes from outside (a file's name, a data set's name from a run's record)
-is shown as it is: ``shown`` makes it printable, and ``plain`` keeps matplotlib
-from reading its ``$`` signs as mathematics, where a name such as ``$x^2$.npz``
-would be typeset or, malformed, stop the figure.
+goes through ``safe_text`` wherever it is printed, written or drawn.
 """
 
 import contextlib
@@ -17,18 +15,7 @@ import numpy as np
 from plumbing import cli, figures
 from plumbing.data import labels_of, title_of
 from plumbing.loading import CLASS_COUNT
-
-
-def shown(text):
-    """``text`` as it can be printed and written as UTF-8: a file name's bytes that
-    are not UTF-8 appear as backslash escapes."""
-    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def plain(text):
-    """``shown(text)`` for matplotlib, which reads text between two ``$`` signs as
-    mathematics: each ``$`` escaped, the text is drawn as it reads."""
-    return shown(text).replace("$", r"\$")
+from plumbing.safe_text import plain, shown
 
 
 def score_text(value):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import cli, files, loading
-from plumbing.map_report import shown
+from plumbing.safe_text import shown
 
 # The models in the order of the tutorial; unknown prefixes follow, alphabetically.
 MODEL_NAMES = {

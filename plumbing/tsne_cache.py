@@ -19,7 +19,7 @@ from importlib.metadata import version
 import numpy as np
 
 from plumbing import cli, files, loading
-from plumbing.map_report import shown
+from plumbing.safe_text import shown
 
 # A t-SNE map of 70,000 points takes 0.6 MB, its record less.
 CACHE_MAX_BYTES = 16 * files.MiB

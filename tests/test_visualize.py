@@ -29,7 +29,7 @@ from support import ROOT, one_line_error, run_script
 
 import plumbing
 import visualize_latent_space as vls
-from plumbing import cli, loading, map_report, saved_codes
+from plumbing import cli, loading, map_report, safe_text, saved_codes
 from plumbing import visualiser_options as options
 
 # Few points and the fewest t-SNE iterations scikit-learn allows keep every run short.
@@ -988,7 +988,7 @@ def test_names_with_dollar_signs_and_backslashes_are_drawn_as_written(tmp_path,
     assert f"of my_$\\frac{{$digits.npz from {path}" in result.stdout
     page = (tmp_path / f"{prefix}_explorer.html").read_text()
     assert "my_$\\frac{$digits.npz" in page  # a page shows it as it is, unescaped
-    assert map_report.plain("$x^2$ \\ $") == "\\$x^2\\$ \\ \\$"
+    assert safe_text.plain("$x^2$ \\ $") == "\\$x^2\\$ \\ \\$"
 
 
 def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path, in_process):
@@ -1010,7 +1010,7 @@ def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path, in_process):
 def test_text_a_figure_cannot_draw_fails_before_the_tsne(tmp_path, in_process,
                                                          monkeypatch):
     path = write_pair(tmp_path, "$\\frac$", *digit_codes())
-    monkeypatch.setattr(map_report, "plain", map_report.shown)  # no escaping
+    monkeypatch.setattr(map_report, "plain", safe_text.shown)  # no escaping
 
     result = in_process(path, *FAST)
 
