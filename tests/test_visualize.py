@@ -567,26 +567,64 @@ def degenerate_codes():
 
 
 # scikit-learn's t-SNE dies with a segmentation fault on constant codes and on codes
-# spread too little (or too much) for float32: the script must refuse them first,
-# and those cases run in a process of their own, which a regression would kill
-# instead of the test session.
-MAY_CRASH = {"all zeros", "all rows equal", "spread too small for float32",
-             "spread too large for float32"}
+# spread too little (or too much) for float32: the script must refuse them first.
+# Those cases run in a process of their own, which a regression would kill instead
+# of the test session: one process for all of them, each case in its own folder.
+MAY_CRASH = ["all zeros", "all rows equal", "spread too small for float32",
+             "spread too large for float32"]
+EACH_IN_TURN = """
+import contextlib, io, json, sys
+import visualize_latent_space as vls
+from plumbing import cli
+results = []
+for path in sys.argv[1:]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.main_guard(lambda: vls.main([path, "--max-iter", "250"]))
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def crash_cases(tmp_path_factory):
+    """case -> (the script's result, its folder's files before) for MAY_CRASH."""
+    folders, before = [], []
+    for case in MAY_CRASH:
+        features, prefix, _ = degenerate_codes()[case]
+        folders.append(tmp_path_factory.mktemp("degenerate"))
+        write_pair(folders[-1], prefix, features, digit_codes()[1])
+        before.append(snapshot(folders[-1]))
+    paths = [next(folder.glob("*_features.pickle")) for folder in folders]
+    child = subprocess.run([sys.executable, "-c", EACH_IN_TURN, *map(str, paths)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr  # no case crashed the process
+    results = json.loads(child.stdout.splitlines()[-1])
+    return {case: (subprocess.CompletedProcess(case, *result), folder, snapshot_)
+            for case, result, folder, snapshot_
+            in zip(MAY_CRASH, results, folders, before)}
 
 
 @pytest.mark.parametrize("case", list(degenerate_codes()))
-def test_degenerate_features_are_refused_not_crashed_on(tmp_path, in_process, case):
+def test_degenerate_features_are_refused_not_crashed_on(tmp_path, in_process, case,
+                                                        crash_cases):
     features, prefix, words = degenerate_codes()[case]
-    path = write_pair(tmp_path, prefix, features, digit_codes()[1])
-    before = snapshot(tmp_path)
-
-    result = visualize(path, *FAST) if case in MAY_CRASH else \
-        in_process(path, *FAST)
+    if case in MAY_CRASH:
+        result, folder, before = crash_cases[case]
+    else:
+        folder = tmp_path
+        path = write_pair(folder, prefix, features, digit_codes()[1])
+        before = snapshot(folder)
+        result = in_process(path, *FAST)
 
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert_one_line_error(result, f"{prefix}_features.pickle", words)
     assert "t-SNE of" not in result.stdout
-    assert snapshot(tmp_path) == before
+    assert snapshot(folder) == before
 
 
 def test_all_refuses_degenerate_features_before_any_work(tmp_path):
