@@ -16,8 +16,10 @@ digit, and prints two numbers that say more than the colours.
 
 One file gives `<prefix>_tsne.png` beside it (`<prefix>_latent_2d.png` for the VAEs'
 2-D codes, which need no t-SNE), `--all` gives `all_latent_spaces.png`, `--html` a
-page to explore the map, `--projector DIR` files for TensorBoard. The chores (the
-command line, safe loading, checks, the t-SNE cache) are in `plumbing/latent.py`.
+page to explore the map, `--projector DIR` files for TensorBoard. The chores are in
+`plumbing/`: the command line (`visualiser_options.py`), safe loading (`loading.py`,
+`saved_codes.py`), the t-SNE cache (`tsne_cache.py`) and the reporting
+(`map_report.py`).
 """
 
 """
@@ -27,22 +29,20 @@ No deep-learning backend is needed: the codes are numpy arrays, scikit-learn doe
 the rest. The options are checked before its imports, which take a second or two.
 """
 
-from plumbing import cli, figures, latent
+from plumbing import cli, figures, map_report, saved_codes, tsne_cache
+from plumbing import visualiser_options as options
 
 if __name__ == "__main__":
-    cli.main_guard(latent.parse_args)
+    cli.main_guard(options.parse_args)
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.manifold import TSNE, trustworthiness  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
-from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE, trustworthiness
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
 
 NEIGHBOURS = 5  # for both quality figures: kNN accuracy and trustworthiness
-DIGITS = 10
 # t-SNE approximates far-away points more coarsely than scikit-learn's 0.5, and
 # wide codes are first reduced by PCA, as its documentation advises: much faster,
 # and as trustworthy (see results/tuning.md).
@@ -64,9 +64,9 @@ before any slow work.
 
 
 def load(features_path, args):
-    codes = latent.Codes(features_path, args)  # unpickled safely, checked
+    codes = saved_codes.Codes(features_path, args)  # unpickled safely, checked
     codes.rows = codes.features.reshape(len(codes.features), -1)
-    latent.check_mappable(codes, args.perplexity, NEIGHBOURS)
+    saved_codes.check_mappable(codes, args.perplexity, NEIGHBOURS)
     return codes
 
 
@@ -101,7 +101,7 @@ def knn_accuracy(features, labels, folds=5):
 
 def map_trustworthiness(rows, points, labels, seed):
     """Trustworthiness of ``points`` (2-D) as a map of ``rows``; how many it used."""
-    keep = latent.stratified_subsample(labels, TRUST_MAX_POINTS, seed)
+    keep = saved_codes.stratified_subsample(labels, TRUST_MAX_POINTS, seed)
     if len(keep) <= 2 * NEIGHBOURS:
         return float("nan"), len(keep)
     trust = trustworthiness(rows[keep], points[keep], n_neighbors=NEIGHBOURS)
@@ -127,7 +127,7 @@ def run_tsne(rows, args):
           f"{args.perplexity:g}, {args.max_iter} iterations, seed {args.seed})")
     tsne = TSNE(n_components=2, perplexity=args.perplexity, max_iter=args.max_iter,
                 init="pca", learning_rate="auto", angle=ANGLE, random_state=args.seed)
-    with latent.tsne_progress(tsne):
+    with tsne_cache.tsne_progress(tsne):
         return tsne.fit_transform(rows).astype(np.float32)
 
 
@@ -141,14 +141,14 @@ def latent_map(codes, args):
                 "max_points": args.max_points, "max_iter": args.max_iter, "init": "pca",
                 "angle": ANGLE, "pca_dims_above": PCA_DIMS,
                 "trust_max_points": TRUST_MAX_POINTS}
-    cached = None if args.no_cache else latent.read_cache(codes, settings)
+    cached = None if args.no_cache else tsne_cache.read_cache(codes, settings)
     if cached:
         return cached
     points = run_tsne(rows, args)
     trust, trust_points = map_trustworthiness(rows, points, labels, args.seed)
     quality = {"knn_accuracy": knn_accuracy(rows, labels), "trustworthiness": trust,
                "trust_points": trust_points}
-    latent.write_cache(codes, settings, points, quality)
+    tsne_cache.write_cache(codes, settings, points, quality)
     return points, quality
 
 
@@ -156,55 +156,59 @@ def latent_map(codes, args):
 ## Drawing
 
 One scatter call for all digits, in a shuffled order: plotting digit by digit would
-paint the 9s over everything else. Ten discrete colours, one per digit, and a
-legend of them (with `--all`, one map per model in a grid: `latent.save_maps`).
+paint the 9s over everything else. Ten discrete colours, one per digit (the norm
+gives each whole label its own). With `--all`, one map per model in a grid; the
+grid, its legend of the colours and the layout are chores for `map_report`.
 """
-
-COLOURS = ListedColormap(plt.get_cmap("tab10").colors[:DIGITS])
 
 
 def draw_map(ax, codes, points, quality, compact):
+    colours, norm = map_report.label_colours()
     order = np.random.default_rng(0).permutation(len(points))
     size = float(np.clip(30_000 / len(points), 1, 20))  # fewer points, bigger dots
     ax.scatter(points[order, 0], points[order, 1], c=codes.labels[order], s=size,
-               cmap=COLOURS, norm=BoundaryNorm(np.arange(DIGITS + 1) - 0.5, DIGITS),
-               linewidths=0, alpha=0.8)
+               cmap=colours, norm=norm, linewidths=0, alpha=0.8)
     if codes.dims == 2:
         ax.set_xlabel("z[0]")
         ax.set_ylabel("z[1]")
     else:
         ax.set_xticks([])  # t-SNE axes have no meaning, only neighbourhoods do
         ax.set_yticks([])
-    ax.set_title(latent.map_title(codes, quality, NEIGHBOURS, compact),
+    ax.set_title(map_report.map_title(codes, quality, NEIGHBOURS, compact),
                  fontsize=10 if compact else None)
 
 
 """
 ## Putting it together
 
-Every file is loaded and checked first, so that a bad one fails in a second rather
-than after minutes of t-SNE on the others; then each model is mapped and measured.
+Every file is loaded and checked first, and every title drawn once, so that a bad
+one fails in a second rather than after minutes of t-SNE on the others; then each
+model is mapped and measured, and the maps are drawn side by side.
 """
 
 
 def main(argv=None):
-    args = latent.parse_args(argv)
+    args = options.parse_args(argv)
     figures.use_window(args.show)
-    models = [load(path, args) for path in latent.features_paths(args)]
+    models = [load(path, args) for path in options.features_paths(args)]
+    map_report.check_titles(models, NEIGHBOURS)
     panels = []
     # t-SNE's threads work in lock-step: one on a busy core holds up all the others.
     with threadpool_limits(limits=args.threads):
         for number, codes in enumerate(models, 1):
-            latent.announce(codes, number, len(models))
+            map_report.announce(codes, number, len(models))
             points, quality = latent_map(codes, args)
-            latent.print_quality(codes, quality, NEIGHBOURS)
+            map_report.print_quality(codes, quality, NEIGHBOURS)
             panels.append((codes, points, quality))
     if args.all is not None:
-        latent.print_table(panels, NEIGHBOURS)
-    latent.save_maps(panels, draw_map, COLOURS, latent.png_path(args, models[0]),
-                     args.show)
+        map_report.print_table(panels, NEIGHBOURS)
+
+    fig, axes = map_report.map_grid(len(panels))
+    for ax, panel in zip(axes, panels):
+        draw_map(ax, *panel, compact=len(panels) > 1)
+    map_report.save_maps(fig, models, map_report.png_path(args, models[0]), args.show)
     for panel in panels:
-        latent.explore(*panel, args, NEIGHBOURS)
+        map_report.explore(*panel, args, NEIGHBOURS)
     figures.show_figures(args.show)
 
 

@@ -98,7 +98,7 @@ def train(data, out_dir, only):
 
 
 def collect(out_dir):
-    from plumbing.latent import load_array
+    from plumbing.loading import load_array
     from visualize_latent_space import knn_accuracy
 
     rows = []

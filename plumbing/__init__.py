@@ -12,7 +12,14 @@ this package only does what every one of them needs and no reader needs to see:
 * ``training``: what the training scripts share once Keras is loaded.
 * ``precision``: the dtype policy to train in, and float32 copies to save.
 * ``figures``: the matplotlib figures.
-* ``latent``: the visualiser's chores: safe unpickling, checks, t-SNE cache.
+* ``loading``: safe loading: pickles of numpy arrays only, bounded and checked,
+  and a saved decoder checked before Keras reads it.
+* ``visualiser_options``: the visualiser's command line.
+* ``saved_codes``: one model's saved codes for the visualiser, loaded and checked.
+* ``tsne_cache``: the visualiser's t-SNE progress and its cache.
+* ``map_report``: the visualiser's reporting: numbers, titles, tables, the grid of
+  maps, and the page and projector files.
+* ``safe_text``: names from files made safe to print, to write and to draw.
 * ``explorer``: the visualiser's interactive page and TensorBoard projector files.
 * ``lessons``: a lesson's definitions without its run (for the deconvolutional VAE,
   the benchmarks and the tests).

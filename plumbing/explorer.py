@@ -1,6 +1,6 @@
 """The visualiser's interactive page and the TensorBoard projector's files.
 
-Three entry points, each called by ``visualize_latent_space.py``:
+Three entry points, each called by the visualiser's reporting (``map_report``):
 
 * ``write_page``: ``<prefix>_explorer.html``, one self-contained Bokeh page (its
   JavaScript inline, every digit image a ``data:`` URI) that works opened straight
@@ -12,7 +12,9 @@ Three entry points, each called by ``visualize_latent_space.py``:
   cannot run Keras), as a grid of images fine enough that neighbouring cells differ
   only a little.
 * ``write_projector``: the codes, their digits and a sprite sheet of the test images
-  in the format of TensorBoard's Embedding Projector (``tensorboard --logdir DIR``).
+  in the format of TensorBoard's Embedding Projector (``tensorboard --logdir DIR``);
+  a config already there is read bounded (``read_projector_config``, which the
+  options also call, to refuse a pipe or a device there before any work).
 
 Bokeh, Keras, Pillow and TensorBoard are imported inside the functions that need
 them: the visualiser must start without any of them.
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing import backend, cli, files
+from plumbing import backend, cli, files, loading
 from plumbing.data import labels_of
 
 IMAGE_SIDE = 28
@@ -50,11 +52,10 @@ PLANE_CELLS = 63
 PLANE_MARGIN = 0.1  # of the codes' range, on each side: room beyond the outermost codes
 MOSAIC_STEP = 3  # the faint backdrop of the map shows every 3rd cell's digit
 
-# Our VAEs' decoders take under 1 MB; a decoder this large is not one of them.
-DECODER_MAX_BYTES = 64 * files.MiB
-
 SPRITE_LIMIT = 8192  # px: the largest sprite sheet TensorBoard's projector accepts
 PROJECTOR_CONFIG = "projector_config.pbtxt"  # the name TensorBoard looks for
+# A config lists each model's files in a few lines: 1 MiB is thousands of models.
+PROJECTOR_CONFIG_MAX_BYTES = files.MiB
 
 
 @dataclass(frozen=True)
@@ -285,14 +286,8 @@ def decode_plane(decoder_path, points):
 
 def _load_decoder(path):
     path = Path(path)
-    if not os.path.lexists(path):
-        raise cli.UserError(f"{path}: no such decoder file (the VAE script saves "
-                            "<prefix>_decoder.keras beside its features)")
-    # Keras opens the file by its name: check it first, so that a pipe, a huge file
-    # or one we may not read is said for what it is.
-    files.open_regular(path, DECODER_MAX_BYTES, "a Keras decoder (.keras)").close()
+    loading.check_decoder(path)  # before Keras, or anything, reads a byte of it
     keras = backend.import_keras()
-
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # a damaged zip, a foreign file, unsafe layers...
@@ -329,6 +324,7 @@ def write_projector(directory, *, name, codes, labels, images, data_name="mnist"
                          f"and {labels.shape}")
     directory = Path(directory)
     cli.check_output_dir(directory, option="--projector")
+    existing = read_projector_config(directory)  # refused before anything is written
     tensors, metadata, sprite = (f"{name}_tensors.tsv", f"{name}_metadata.tsv",
                                  f"{name}_sprite.png")
 
@@ -345,10 +341,9 @@ def write_projector(directory, *, name, codes, labels, images, data_name="mnist"
         (directory / sprite).unlink(missing_ok=True)  # an earlier run's, now unlisted
 
     config = ProjectorConfig()
-    config_path = directory / PROJECTOR_CONFIG
-    if config_path.is_file():
+    if existing is not None:
         try:
-            text_format.Parse(config_path.read_text(), config)
+            text_format.Parse(existing.decode("utf-8"), config)
         except (text_format.ParseError, UnicodeDecodeError):
             config = ProjectorConfig()  # not one we can extend: ours replaces it
     kept = [e for e in config.embeddings if e.tensor_name != name]
@@ -363,8 +358,18 @@ def write_projector(directory, *, name, codes, labels, images, data_name="mnist"
         embedding.sprite.image_path = sprite
         embedding.sprite.single_image_dim.extend([side, side])
     # Written last: TensorBoard never finds a config naming files not yet there.
-    with files.atomic_path(config_path) as tmp:
+    with files.atomic_path(directory / PROJECTOR_CONFIG) as tmp:
         tmp.write_text(text_format.MessageToString(config))
+
+
+def read_projector_config(directory):
+    """The bytes of the projector config already in ``directory``, or None if there
+    is none; one that is not a regular file of a config's size is refused."""
+    path = Path(directory) / PROJECTOR_CONFIG
+    if not os.path.lexists(path):
+        return None
+    return files.read_regular(path, PROJECTOR_CONFIG_MAX_BYTES,
+                              f"a projector config ({PROJECTOR_CONFIG})")
 
 
 def _write_sprite(path, images):

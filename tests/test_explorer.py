@@ -14,6 +14,7 @@ import base64
 import io
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -26,9 +27,11 @@ import numpy as np
 import pytest
 
 from plumbing import cli, explorer
+from support import ROOT, one_line_error
 
 REQUIRED = os.environ.get("REQUIRE_BROWSER") == "1"
-TIMEOUT = 60  # s: the longest any test waits for the browser or TensorBoard
+TIMEOUT = 120  # s: the longest any test waits for the browser or TensorBoard (slow
+# to start on a busy machine)
 
 
 def need(module=None, program=None):
@@ -68,22 +71,30 @@ def decode_png(data):
     return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
 
 
+@pytest.fixture(scope="module")
+def digit_page(tmp_path_factory):
+    """The page of ``digits()`` with their images, written once for the tests that
+    only read it or open it."""
+    need("bokeh")
+    points, labels, images = digits()
+    path = tmp_path_factory.mktemp("page") / "m_explorer.html"
+    explorer.write_page(path, title="m", points=points, labels=labels, images=images,
+                        caption=["5-NN accuracy 0.950", "t-SNE perplexity 30"])
+    return path
+
+
 # The page, without a browser
 
 
-def test_page_is_one_self_contained_file(tmp_path):
-    need("bokeh")
-    points, labels, images = digits()
-    path = tmp_path / "m_explorer.html"
-    explorer.write_page(path, title="m", points=points, labels=labels, images=images,
-                        caption=["5-NN accuracy 0.950", "t-SNE perplexity 30"])
-    text = path.read_text()
+def test_page_is_one_self_contained_file(digit_page):
+    images = digits()[2]
+    text = digit_page.read_text()
     # Nothing is loaded from elsewhere: no external script, style or image.
     assert not re.search(r"<(script|link|img)\b[^>]*\b(src|href)=[\"']?(https?:)?//",
                          text, re.I)
     assert "5-NN accuracy 0.950" in text and "t-SNE perplexity 30" in text
     assert all(explorer.png_data_uri(image) in text for image in images)
-    assert [p.name for p in tmp_path.iterdir()] == ["m_explorer.html"]  # no temp left
+    assert list(digit_page.parent.iterdir()) == [digit_page]  # no temporary file left
 
 
 def test_missing_bokeh_or_tensorboard_is_a_one_line_user_error(tmp_path, monkeypatch):
@@ -205,13 +216,9 @@ def colour_pixels(driver):
     return counts
 
 
-def test_hover_shows_the_test_digit_its_label_and_row(browser, tmp_path):
-    need("bokeh")
+def test_hover_shows_the_test_digit_its_label_and_row(browser, digit_page):
     points, labels, images = digits()
-    path = tmp_path / "m_explorer.html"
-    explorer.write_page(path, title="m", points=points, labels=labels, images=images,
-                        caption=["caption line"])
-    open_page(browser, path)
+    open_page(browser, digit_page)
     for row in [7, 64]:
         point_to(browser, *map(float, points[row]))
         [(text, src, width)] = tooltips(browser)
@@ -228,13 +235,9 @@ def test_hover_shows_the_test_digit_its_label_and_row(browser, tmp_path):
     assert all(count > 0 for count in colour_pixels(browser))
 
 
-def test_legend_click_hides_and_shows_a_digit(browser, tmp_path):
-    need("bokeh")
-    points, labels, images = digits()
-    path = tmp_path / "m_explorer.html"
-    explorer.write_page(path, title="m", points=points, labels=labels, images=images,
-                        caption=[])
-    open_page(browser, path)
+def test_legend_click_hides_and_shows_a_digit(browser, digit_page):
+    points, labels, _ = digits()
+    open_page(browser, digit_page)
     three = int(np.flatnonzero(labels == 3)[0])
     assert colour_pixels(browser)[3] > 0
 
@@ -347,6 +350,31 @@ def test_decode_plane_errors_are_one_line_user_errors(decoders, tmp_path):
         with pytest.raises(cli.UserError, match=message) as error:
             explorer.decode_plane(path, codes)
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("planted", ["pipe", "link to /dev/zero"])
+def test_decode_plane_refuses_a_decoder_that_is_no_file_in_seconds(tmp_path, planted):
+    decoder = tmp_path / "variational_autoe_decoder.keras"
+    if planted == "pipe":
+        os.mkfifo(decoder)
+    else:
+        decoder.symlink_to("/dev/zero")
+
+    def limit():  # a read of /dev/zero would fill it and fail, not take the machine
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, numpy as np; "
+         "from plumbing import cli, explorer; cli.main_guard(lambda: "
+         "explorer.decode_plane(sys.argv[1], np.ones((5, 2), np.float32)))",
+         str(decoder)], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+        preexec_fn=limit)
+
+    assert result.returncode == 2, result.stderr
+    assert str(decoder) in one_line_error(result)
+    assert "not a regular file" in result.stderr
+    assert time.monotonic() - start < TIMEOUT / 2
 
 
 def test_the_plane_follows_the_pointer(browser, decoders, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from support import one_line_error, run_script
 
 import visualize_latent_space as vls
-from plumbing import cli, data, figures, latent
+from plumbing import cli, data, figures, loading, saved_codes
 
 FASHION = list(data.FASHION_CLASSES)
 DIGITS = [str(digit) for digit in range(10)]
@@ -65,7 +65,7 @@ def test_fashion_mnist_trains_through_keras_cache_and_names_its_classes(
         in result.stdout
     metrics = json.loads((out / "simple_autoe_metrics.json").read_text())
     assert metrics["data"]["name"] == "fashion_mnist"
-    labels = latent.load_array(out / "simple_autoe_labels.pickle")
+    labels = loading.load_array(out / "simple_autoe_labels.pickle")
     np.testing.assert_array_equal(labels, test_labels)
 
     # The visualiser finds the data set in the metrics: the map's title, legend,
@@ -159,7 +159,7 @@ def test_data_set_of_a_run_is_read_from_its_metrics(tmp_path, record, expected):
     if record is not None:
         text = record if isinstance(record, str) else json.dumps(record)
         (tmp_path / "m_metrics.json").write_text(text)
-    assert latent.data_name_of(path, "m") == expected
+    assert saved_codes.data_name_of(path, "m") == expected
 
 
 def test_explorer_page_and_projector_name_fashion_classes(tmp_path):

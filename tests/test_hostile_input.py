@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy
 
-from plumbing import backend, cli, data, explorer, figures, files, latent
+from plumbing import backend, cli, data, explorer, figures, files, loading
+from plumbing import visualiser_options as options
 from support import ROOT, one_line_error, run_script
 
 MEMORY_LIMIT = 4 << 30  # bytes of address space for a child fed a bomb
@@ -43,8 +44,8 @@ def bounded(*command, timeout=60, env=None):
 
 
 def load_array_in_child(path):
-    return bounded("-c", "import sys; from plumbing import cli, latent; "
-                   "cli.main_guard(lambda: latent.load_array(sys.argv[1]))", path)
+    return bounded("-c", "import sys; from plumbing import cli, loading; "
+                   "cli.main_guard(lambda: loading.load_array(sys.argv[1]))", path)
 
 
 def write_codes(folder, prefix="deep_autoe", count=300, dims=2, labels=None):
@@ -184,9 +185,9 @@ def test_a_pipe_or_a_huge_file_for_data_is_refused(tmp_path, what):
 def test_huge_features_are_refused_before_reading(tmp_path):
     path = tmp_path / "deep_autoe_features.pickle"
     with open(path, "wb") as f:
-        f.truncate(latent.FEATURES_MAX_BYTES + 1)
+        f.truncate(loading.FEATURES_MAX_BYTES + 1)
     with pytest.raises(cli.UserError, match="MiB, more than a .pickle file can be"):
-        latent.load_array(path)
+        loading.load_array(path)
 
 
 def test_an_unreadable_decoder_is_not_called_missing(tmp_path, monkeypatch):
@@ -268,7 +269,7 @@ def test_real_arrays_still_load_under_the_checks(tmp_path):
                       np.asfortranarray(np.ones((3, 2)))):
             path = tmp_path / f"{protocol}.pickle"
             path.write_bytes(pickle.dumps(array, protocol=protocol))
-            assert np.array_equal(latent.load_pickle(path), array)
+            assert np.array_equal(loading.load_pickle(path), array)
 
 
 # 4. Decompression bombs: an .npz declaring gigabytes
@@ -394,7 +395,7 @@ def test_blank_training_images_are_refused_before_training(tmp_path):
 
 def test_complex_features_are_refused(tmp_path):
     with pytest.raises(cli.UserError, match="complex numbers"):
-        latent.check_features(np.ones((10, 4), np.complex64) * 1j, tmp_path / "f")
+        loading.check_features(np.ones((10, 4), np.complex64) * 1j, tmp_path / "f")
 
 
 def test_one_digit_only_gives_no_accuracy(tmp_path):
@@ -417,7 +418,7 @@ def test_an_unwritable_picture_folder_is_refused_before_tsne(tmp_path, monkeypat
 
     monkeypatch.setattr("tempfile.TemporaryFile", refuse)  # root writes anywhere
     with pytest.raises(cli.UserError) as refused:
-        latent.parse_args([str(features)])
+        options.parse_args([str(features)])
     line = str(refused.value)
     assert "cannot write in" in line and "--output PATH" in line, line
 

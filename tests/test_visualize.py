@@ -1,10 +1,13 @@
-"""Tests of visualize_latent_space.py on small, real files made in each test.
+"""Tests of visualize_latent_space.py on small, real files.
 
-The key command-line behaviours (a PNG written, bad input and degenerate codes
-refused with a one-line error, no deep-learning backend imported) are tested by
-running the script as a subprocess. The many other cases call the same ``main`` in
-this process through ``cli.main_guard``, as the script does, which is much faster
-(no interpreter start per case).
+The key command-line behaviours (a PNG written, bad input and codes that could
+crash scikit-learn refused with a one-line error, no deep-learning backend
+imported, pipes and devices refused in seconds) are tested by running the script
+as a subprocess. The many other cases call the same ``main`` in this process
+through ``cli.main_guard``, as the script does, which is much faster (no
+interpreter start per case). Codes that several tests map are made once for the
+module with their t-SNE maps cached (``mapped_once``), and copied into each test's
+own folder: only the tests of the t-SNE itself wait for one.
 """
 
 import hashlib
@@ -12,6 +15,8 @@ import json
 import os
 import pickle
 import re
+import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +29,8 @@ from support import ROOT, one_line_error, run_script
 
 import plumbing
 import visualize_latent_space as vls
-from plumbing import cli, latent
+from plumbing import cli, loading, map_report, safe_text, saved_codes
+from plumbing import visualiser_options as options
 
 # Few points and the fewest t-SNE iterations scikit-learn allows keep every run short.
 FAST = ["--max-iter", "250"]
@@ -99,6 +105,32 @@ def snapshot(directory):
             if path.is_file()}
 
 
+@pytest.fixture(scope="module")
+def mapped_once(tmp_path_factory):
+    """Codes made once for the module: two models' with their t-SNE maps already
+    cached (as FAST computes them), and a VAE's 2-d codes."""
+    folder = tmp_path_factory.mktemp("mapped")
+    for prefix in ("deep_autoe", "simple_autoe"):
+        vls.main([str(write_pair(folder, prefix, *digit_codes())), *FAST])
+    write_pair(folder, "variational_autoe", *digit_codes(dims=2))
+    for png in folder.glob("*.png"):
+        png.unlink()
+    return folder
+
+
+@pytest.fixture
+def mapped(mapped_once, tmp_path):
+    """Copy one model's files (codes, digits, cached map) from ``mapped_once`` into
+    the test's own folder; return its features' path."""
+
+    def copy(prefix):
+        for source in mapped_once.glob(f"{prefix}_*"):
+            shutil.copy2(source, tmp_path / source.name)
+        return tmp_path / f"{prefix}_features.pickle"
+
+    return copy
+
+
 def quality_from(stdout):
     knn = re.search(r"5-NN accuracy .*: (\S+)", stdout).group(1)
     trust = re.search(r"Trustworthiness.*: (.+)", stdout).group(1)
@@ -127,7 +159,7 @@ def test_single_file_writes_png_cache_and_quality_figures(tmp_path):
     record = json.loads((tmp_path / "deep_autoe_tsne.json").read_text())
     assert record["settings"]["max_iter"] == 250
     assert record["features_sha256"] == sha256(path)
-    points = latent.load_pickle(tmp_path / "deep_autoe_tsne.pickle")
+    points = loading.load_pickle(tmp_path / "deep_autoe_tsne.pickle")
     assert points.shape == (300, 2) and points.dtype == np.float32
 
 
@@ -245,7 +277,7 @@ def test_missing_files_are_named(tmp_path, in_process):
     features, labels = digit_codes(n=50)
     write_pickle(features, tmp_path / "deep_autoe_features.pickle")
 
-    no_features = visualize(tmp_path / "simple_autoe_features.pickle")  # a process
+    no_features = in_process(tmp_path / "simple_autoe_features.pickle")
     no_labels = in_process(tmp_path / "deep_autoe_features.pickle")
     directory = in_process(tmp_path)
 
@@ -306,9 +338,9 @@ def test_help_shows_every_flag_with_its_default():
 def test_safe_loader_reads_arrays_of_every_protocol(tmp_path, protocol):
     features = digit_codes(n=20)[0].reshape(20, 2, 2, 2)
     path = write_pickle(features, tmp_path / "f.pickle", protocol)
-    loaded = latent.load_pickle(path)
+    loaded = loading.load_pickle(path)
     assert loaded.dtype == np.float32 and np.array_equal(loaded, features)
-    assert latent.load_pickle(write_pickle([1, 2.5, (3,)], tmp_path / "l.pickle",
+    assert loading.load_pickle(write_pickle([1, 2.5, (3,)], tmp_path / "l.pickle",
                                         protocol)) == [1, 2.5, (3,)]
 
 
@@ -319,17 +351,17 @@ def test_safe_loader_reads_files_written_under_numpy_1(tmp_path):
     assert old != data
     path = tmp_path / "old.pickle"
     path.write_bytes(old)
-    assert np.array_equal(latent.load_pickle(path), np.arange(4))
+    assert np.array_equal(loading.load_pickle(path), np.arange(4))
 
 
 def test_load_array_for_other_scripts(tmp_path):
     labels = digit_codes(n=20)[1]
     path = write_pickle(labels, tmp_path / "l.pickle")
-    assert np.array_equal(latent.load_array(path), labels)
+    assert np.array_equal(loading.load_array(path), labels)
     with pytest.raises(cli.UserError, match="contains a dict"):
-        latent.load_array(write_pickle({"labels": labels}, tmp_path / "d.pickle"))
+        loading.load_array(write_pickle({"labels": labels}, tmp_path / "d.pickle"))
     with pytest.raises(cli.UserError, match="refused"):
-        latent.load_array(write_pickle(Payload(tmp_path / "MARKER"),
+        loading.load_array(write_pickle(Payload(tmp_path / "MARKER"),
                                     tmp_path / "e.pickle"))
     assert not (tmp_path / "MARKER").exists()
 
@@ -339,7 +371,7 @@ def test_safe_loader_refuses_other_classes(tmp_path):
 
     path = write_pickle(OrderedDict(a=np.zeros(3)), tmp_path / "odict.pickle")
     with pytest.raises(cli.UserError, match="collections.OrderedDict"):
-        latent.load_pickle(path)
+        loading.load_pickle(path)
 
 
 # ---------------------------------------------------------------------------------
@@ -350,17 +382,14 @@ def test_safe_loader_refuses_other_classes(tmp_path):
 def tsne_run(path, *args):
     """Run main() in this process; return the t-SNE map it cached."""
     vls.main([str(path), *FAST, "--threads", "1", *map(str, args)])
-    points = latent.load_pickle(path.with_name(path.name.replace("features", "tsne")))
+    points = loading.load_pickle(path.with_name(path.name.replace("features", "tsne")))
     return points
 
 
-def test_cache_is_reused_only_while_nothing_changed(tmp_path, capsys):
-    features, labels = digit_codes()
-    path = write_pair(tmp_path, "deep_autoe", features, labels)
+def test_cache_is_reused_only_while_nothing_changed(tmp_path, capsys, mapped):
+    path = mapped("deep_autoe")  # its map computed and cached by an earlier run
     cache = tmp_path / "deep_autoe_tsne.pickle"
-
-    first = tsne_run(path)
-    assert "t-SNE done" in capsys.readouterr().out
+    first = loading.load_pickle(cache)
     stamp = cache.stat().st_mtime_ns
 
     again = tsne_run(path)
@@ -390,11 +419,9 @@ def test_cache_is_reused_only_while_nothing_changed(tmp_path, capsys):
     assert cache.stat().st_mtime_ns != stamp
 
 
-def test_new_labels_or_a_tampered_cache_are_not_trusted(tmp_path, capsys):
-    features, labels = digit_codes()
-    path = write_pair(tmp_path, "deep_autoe", features, labels)
-    tsne_run(path)
-    capsys.readouterr()
+def test_new_labels_or_a_tampered_cache_are_not_trusted(tmp_path, capsys, mapped):
+    labels = digit_codes()[1]
+    path = mapped("deep_autoe")  # its map cached
 
     write_pickle(np.roll(labels, 1), tmp_path / "deep_autoe_labels.pickle")
     tsne_run(path)
@@ -410,7 +437,7 @@ def test_new_labels_or_a_tampered_cache_are_not_trusted(tmp_path, capsys):
 
 def test_same_seed_same_picture(tmp_path):
     features, _ = digit_codes()
-    args = latent.parse_args(["--all", str(tmp_path), *FAST, "--seed", "7"])
+    args = options.parse_args(["--all", str(tmp_path), *FAST, "--seed", "7"])
     with vls.threadpool_limits(limits=1):
         a = vls.run_tsne(features, args)
         b = vls.run_tsne(features, args)
@@ -427,10 +454,11 @@ def test_max_points_plots_a_stratified_sample(tmp_path, capsys):
     assert "a stratified sample of 100 of 300 codes" in out
     assert "5-fold CV on 100 test images" in out and "100 points" in out
     assert points.shape == (100, 2)
-    keep = latent.stratified_subsample(labels, 100, 1337)
+    keep = saved_codes.stratified_subsample(labels, 100, 1337)
     assert np.array_equal(np.bincount(labels[keep]), np.full(10, 10))
-    assert not np.array_equal(keep, latent.stratified_subsample(labels, 100, 1338))
-    assert np.array_equal(latent.stratified_subsample(labels, 500, 0), np.arange(300))
+    assert not np.array_equal(keep, saved_codes.stratified_subsample(labels, 100, 1338))
+    assert np.array_equal(saved_codes.stratified_subsample(labels, 500, 0),
+                          np.arange(300))
 
 
 # ---------------------------------------------------------------------------------
@@ -453,16 +481,17 @@ def test_knn_accuracy_sees_structure_and_flattens():
 # ---------------------------------------------------------------------------------
 
 
-def test_all_draws_one_panel_per_model_in_a_fixed_order(tmp_path, in_process):
-    write_pair(tmp_path, "zeta_model", *digit_codes(seed=5))
+def test_all_draws_one_panel_per_model_in_a_fixed_order(tmp_path, in_process,
+                                                         mapped):
+    # Unknown models' codes are 2-d here: the order is what counts, not their t-SNE.
+    write_pair(tmp_path, "zeta_model", *digit_codes(dims=2, seed=5))
     write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2, seed=1))
     conv, labels = digit_codes(dims=8, seed=2)
     write_pair(tmp_path, "conv_autoe", conv.reshape(-1, 2, 2, 2), labels)
-    write_pair(tmp_path, "alpha_model", *digit_codes(seed=4))
-    simple = write_pair(tmp_path, "simple_autoe", *digit_codes(seed=3))
-    assert in_process(simple, *FAST).returncode == 0  # its t-SNE is then cached
+    write_pair(tmp_path, "alpha_model", *digit_codes(dims=2, seed=4))
+    mapped("simple_autoe")  # its t-SNE cached
 
-    result = visualize("--all", tmp_path, *FAST)
+    result = in_process("--all", tmp_path, *FAST)
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "all_latent_spaces.png").read_bytes()[:4] == b"\x89PNG"
@@ -537,20 +566,65 @@ def degenerate_codes():
     }
 
 
-@pytest.mark.parametrize("case", list(degenerate_codes()))
-def test_degenerate_features_are_refused_not_crashed_on(tmp_path, case):
-    # scikit-learn's t-SNE dies with a segmentation fault on constant codes and on
-    # codes spread too little for float32: the script must refuse them first.
-    features, prefix, words = degenerate_codes()[case]
-    path = write_pair(tmp_path, prefix, features, digit_codes()[1])
-    before = snapshot(tmp_path)
+# scikit-learn's t-SNE dies with a segmentation fault on constant codes and on codes
+# spread too little (or too much) for float32: the script must refuse them first.
+# Those cases run in a process of their own, which a regression would kill instead
+# of the test session: one process for all of them, each case in its own folder.
+MAY_CRASH = ["all zeros", "all rows equal", "spread too small for float32",
+             "spread too large for float32"]
+EACH_IN_TURN = """
+import contextlib, io, json, sys
+import visualize_latent_space as vls
+from plumbing import cli
+results = []
+for path in sys.argv[1:]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.main_guard(lambda: vls.main([path, "--max-iter", "250"]))
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
 
-    result = visualize(path, *FAST)
+
+@pytest.fixture(scope="module")
+def crash_cases(tmp_path_factory):
+    """case -> (the script's result, its folder's files before) for MAY_CRASH."""
+    folders, before = [], []
+    for case in MAY_CRASH:
+        features, prefix, _ = degenerate_codes()[case]
+        folders.append(tmp_path_factory.mktemp("degenerate"))
+        write_pair(folders[-1], prefix, features, digit_codes()[1])
+        before.append(snapshot(folders[-1]))
+    paths = [next(folder.glob("*_features.pickle")) for folder in folders]
+    child = subprocess.run([sys.executable, "-c", EACH_IN_TURN, *map(str, paths)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr  # no case crashed the process
+    results = json.loads(child.stdout.splitlines()[-1])
+    return {case: (subprocess.CompletedProcess(case, *result), folder, snapshot_)
+            for case, result, folder, snapshot_
+            in zip(MAY_CRASH, results, folders, before)}
+
+
+@pytest.mark.parametrize("case", list(degenerate_codes()))
+def test_degenerate_features_are_refused_not_crashed_on(tmp_path, in_process, case,
+                                                        crash_cases):
+    features, prefix, words = degenerate_codes()[case]
+    if case in MAY_CRASH:
+        result, folder, before = crash_cases[case]
+    else:
+        folder = tmp_path
+        path = write_pair(folder, prefix, features, digit_codes()[1])
+        before = snapshot(folder)
+        result = in_process(path, *FAST)
 
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert_one_line_error(result, f"{prefix}_features.pickle", words)
     assert "t-SNE of" not in result.stdout
-    assert snapshot(tmp_path) == before
+    assert snapshot(folder) == before
 
 
 def test_all_refuses_degenerate_features_before_any_work(tmp_path):
@@ -593,12 +667,15 @@ BAD_OPTIONS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_OPTIONS))
-def test_bad_options_are_one_line_errors(tmp_path, case):
-    options, option = BAD_OPTIONS[case]
+def test_bad_options_are_one_line_errors(tmp_path, in_process, case):
+    bad, option = BAD_OPTIONS[case]
     path = write_pair(tmp_path, "deep_autoe", *digit_codes())
     before = snapshot(tmp_path)
 
-    result = visualize(path, *options)
+    # The script checks its options before its slow imports, as main() does here;
+    # one case goes through a process of its own, as a user runs it.
+    result = visualize(path, *bad) if case == "negative seed" else \
+        in_process(path, *bad)
 
     assert_one_line_error(result, option)
     assert snapshot(tmp_path) == before
@@ -666,9 +743,8 @@ def write_record(directory, prefix, names, wrong=()):
     (directory / f"{prefix}_metrics.json").write_text(json.dumps({"files": hashes}))
 
 
-def test_files_from_different_runs_are_refused(tmp_path, in_process):
-    features, labels = digit_codes()
-    path = write_pair(tmp_path, "deep_autoe", features, labels)
+def test_files_from_different_runs_are_refused(tmp_path, in_process, mapped):
+    path = mapped("deep_autoe")
     names = ["deep_autoe_features.pickle", "deep_autoe_labels.pickle"]
     write_record(tmp_path, "deep_autoe", names, wrong=["deep_autoe_labels.pickle"])
     before = snapshot(tmp_path)
@@ -744,8 +820,8 @@ def test_html_and_projector_get_the_map_codes_and_images(tmp_path, in_process,
     (page_call, page, page_args), (projector_call, folder, projector_args) = explorer
     assert (page_call, page) == ("write_page", tmp_path / "figures" /
                                  "conv_autoe_explorer.html")
-    keep = latent.stratified_subsample(labels, 100, 1337)
-    cached = latent.load_pickle(tmp_path / "conv_autoe_tsne.pickle")
+    keep = saved_codes.stratified_subsample(labels, 100, 1337)
+    cached = loading.load_pickle(tmp_path / "conv_autoe_tsne.pickle")
     assert np.array_equal(page_args["points"], cached)  # the PNG's map
     assert page_args["points"].dtype == np.float32
     assert page_args["labels"].dtype == np.int64
@@ -782,9 +858,9 @@ def test_html_of_2d_codes_decodes_the_plane_when_a_decoder_is_there(
 
 
 def test_all_writes_one_page_per_model_and_one_projector_folder(tmp_path, in_process,
-                                                                explorer):
-    write_pair(tmp_path, "simple_autoe", *digit_codes())
-    write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+                                                                explorer, mapped):
+    mapped("simple_autoe")
+    mapped("variational_autoe")
     for prefix in ("simple_autoe", "variational_autoe"):
         write_pickle(digit_images(300), tmp_path / f"{prefix}_images.pickle")
 
@@ -802,8 +878,8 @@ def test_all_writes_one_page_per_model_and_one_projector_folder(tmp_path, in_pro
 
 
 def test_missing_images_file_is_said_and_the_page_has_none(tmp_path, in_process,
-                                                           explorer):
-    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+                                                           explorer, mapped):
+    path = mapped("deep_autoe")
 
     result = in_process(path, "--html", *FAST)
 
@@ -830,8 +906,8 @@ def test_bad_images_file_is_refused(tmp_path, in_process, explorer, images, word
     assert not explorer
 
 
-def test_images_from_another_run_are_refused(tmp_path, in_process, explorer):
-    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+def test_images_from_another_run_are_refused(tmp_path, in_process, explorer, mapped):
+    path = mapped("deep_autoe")
     write_pickle(digit_images(300), tmp_path / "deep_autoe_images.pickle")
     names = ["deep_autoe_features.pickle", "deep_autoe_labels.pickle",
              "deep_autoe_images.pickle"]
@@ -844,10 +920,10 @@ def test_images_from_another_run_are_refused(tmp_path, in_process, explorer):
     assert_one_line_error(page, "deep_autoe_images.pickle", "different runs")
 
 
-def test_real_html_page_end_to_end(tmp_path):
+def test_real_html_page_end_to_end(tmp_path, mapped):
     pytest.importorskip("bokeh")
     pytest.importorskip("plumbing.explorer")
-    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    path = mapped("deep_autoe")
     write_pickle(digit_images(300), tmp_path / "deep_autoe_images.pickle")
 
     result = visualize(path, "--html", *FAST)
@@ -884,19 +960,17 @@ def imported(result):
     return tried, {name.split(".")[0] for name in modules}
 
 
-def test_visualiser_imports_no_deep_learning_backend(tmp_path):
-    write_pair(tmp_path, "deep_autoe", *digit_codes())
-    write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+def test_visualiser_imports_no_deep_learning_backend(tmp_path, mapped):
+    # --all loads, maps and draws a t-SNE model and 2-d codes: all one file does.
+    mapped("deep_autoe")
+    mapped("variational_autoe")
 
-    one = visualize_after(BLOCK_BACKENDS, tmp_path / "deep_autoe_features.pickle",
-                          *FAST)
-    every = visualize_after(BLOCK_BACKENDS, "--all", tmp_path, *FAST)
+    result = visualize_after(BLOCK_BACKENDS, "--all", tmp_path, *FAST, "--no-cache")
 
-    for result in (one, every):
-        assert result.returncode == 0, result.stderr
-        tried, modules = imported(result)
-        assert tried == [] and not modules & set(BACKENDS)
-        assert "sklearn" in modules  # it did the work
+    assert result.returncode == 0, result.stderr
+    tried, modules = imported(result)
+    assert tried == [] and not modules & set(BACKENDS)
+    assert "sklearn" in modules and "t-SNE done" in result.stdout  # it did the work
     assert (tmp_path / "all_latent_spaces.png").exists()
 
 
@@ -913,3 +987,110 @@ def test_help_is_quick_and_starts_in_plain_words():
     description = result.stdout.split("\n\n")[1]
     assert description.startswith("Draw the codes a training script saved as a "
                                   "picture of the test digits")
+
+
+# ---------------------------------------------------------------------------------
+# Names and files planted by others: never a broken figure, never a hang
+# ---------------------------------------------------------------------------------
+
+MEMORY_LIMIT = 3 << 30  # bytes of address space for a child fed a pipe or a device
+
+
+def bounded_visualize(*args, timeout=120):
+    """The script in a subprocess under MEMORY_LIMIT and a timeout; the result has
+    ``seconds``."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "visualize_latent_space.py",
+                             *map(str, args)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout, preexec_fn=limit)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def test_names_with_dollar_signs_and_backslashes_are_drawn_as_written(tmp_path,
+                                                                      in_process):
+    # matplotlib reads text between two $ as mathematics: "$x^2$" would be typeset,
+    # and a malformed one ("$\\frac$") stops the figure.
+    prefix = "$x^2$_a\\b"
+    path = write_pair(tmp_path, prefix, *digit_codes(dims=2))
+    (tmp_path / f"{prefix}_metrics.json").write_text(
+        json.dumps({"data": {"name": "my_$\\frac{$digits.npz"}}))
+
+    result = in_process(path, "--html")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"{prefix}_latent_2d.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"of my_$\\frac{{$digits.npz from {path}" in result.stdout
+    page = (tmp_path / f"{prefix}_explorer.html").read_text()
+    assert "my_$\\frac{$digits.npz" in page  # a page shows it as it is, unescaped
+    assert safe_text.plain("$x^2$ \\ $") == "\\$x^2\\$ \\ \\$"
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path, in_process):
+    pytest.importorskip("bokeh")
+    pytest.importorskip("tensorboard")
+    prefix = os.fsdecode(b"\xff$x")  # a byte that no UTF-8 text holds
+    path = write_pair(tmp_path, prefix, *digit_codes(dims=2))
+
+    result = in_process(path, "--html", "--projector", tmp_path / "projector")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"{prefix}_latent_2d.png").exists()
+    assert "\\udcff$x" in (tmp_path / f"{prefix}_explorer.html").read_text()
+    config = (tmp_path / "projector" / "projector_config.pbtxt").read_text()
+    assert 'tensor_path: "\\\\udcff$x_tensors.tsv"' in config
+    assert (tmp_path / "projector" / "\\udcff$x_tensors.tsv").exists()
+
+
+def test_text_a_figure_cannot_draw_fails_before_the_tsne(tmp_path, in_process,
+                                                         monkeypatch):
+    path = write_pair(tmp_path, "$\\frac$", *digit_codes())
+    monkeypatch.setattr(map_report, "plain", safe_text.shown)  # no escaping
+
+    result = in_process(path, *FAST)
+
+    assert_one_line_error(result, "$\\frac$_features.pickle", "cannot be drawn")
+    assert "t-SNE of" not in result.stdout
+
+
+@pytest.mark.parametrize("planted", ["pipe", "huge"])
+def test_a_projector_config_that_is_no_config_is_refused_before_any_work(tmp_path,
+                                                                         planted):
+    path = write_pair(tmp_path, "deep_autoe", *digit_codes())
+    folder = tmp_path / "projector"
+    folder.mkdir()
+    config = folder / "projector_config.pbtxt"
+    if planted == "pipe":
+        os.mkfifo(config)
+    else:
+        with open(config, "wb") as f:  # sparse: no disk space taken
+            f.truncate(64 << 20)
+
+    result = bounded_visualize(path, "--projector", folder, *FAST)
+
+    expected = "not a regular file" if planted == "pipe" else "MiB, more than"
+    assert_one_line_error(result, "projector_config.pbtxt", expected)
+    assert "t-SNE" not in result.stdout and result.seconds < 60
+    assert sorted(p.name for p in folder.iterdir()) == ["projector_config.pbtxt"]
+
+
+@pytest.mark.parametrize("planted", ["pipe", "link to /dev/zero"])
+def test_a_decoder_that_is_no_file_is_refused_in_seconds(tmp_path, planted):
+    path = write_pair(tmp_path, "variational_autoe", *digit_codes(dims=2))
+    decoder = tmp_path / "variational_autoe_decoder.keras"
+    if planted == "pipe":
+        os.mkfifo(decoder)
+    else:
+        decoder.symlink_to("/dev/zero")
+    names = ["variational_autoe_features.pickle", "variational_autoe_labels.pickle"]
+    write_record(tmp_path, "variational_autoe", names)  # the record check hashes
+
+    result = bounded_visualize(path, "--html")
+
+    assert_one_line_error(result, "variational_autoe_decoder.keras",
+                          "not a regular file")
+    assert result.seconds < 60  # the imports alone take seconds on a busy machine
+    assert not (tmp_path / "variational_autoe_latent_2d.png").exists()
