@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy
 
-from plumbing import backend, cli, data, explorer, figures, files, latent
+from plumbing import backend, cli, data, explorer, figures, files, latent, npz
 from support import ROOT, one_line_error, run_script
 
 MEMORY_LIMIT = 4 << 30  # bytes of address space for a child fed a bomb
@@ -174,7 +174,7 @@ def test_a_pipe_or_a_huge_file_for_data_is_refused(tmp_path, what):
         os.mkfifo(path)
     else:
         with open(path, "wb") as f:  # sparse: no disk space taken
-            f.truncate(data.DATA_MAX_BYTES + 1)
+            f.truncate(npz.DATA_MAX_BYTES + 1)
     with pytest.raises(cli.UserError) as refused:
         data.load_mnist(str(path))
     expected = "not a regular file" if what == "pipe" else "more than an .npz file"
@@ -314,7 +314,7 @@ def test_too_many_images_are_refused_from_the_headers(tmp_path):
               "x_test": ((200_000, 28, 28), np.dtype("u1")),
               "y_test": ((200_000,), np.dtype("u1"))}
     with pytest.raises(cli.UserError, match="400,000 images, more than"):
-        data._check_headers(shapes, tmp_path / "big.npz")
+        npz._check_headers(shapes, tmp_path / "big.npz")
 
 
 def test_colour_images_are_refused_in_one_line(tmp_path):
