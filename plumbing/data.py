@@ -140,6 +140,12 @@ def check_used(x_train, x_test, where, limit, test_size):
     """The images a run will use, after any --limit: none of them blank, and enough
     distinct test images for a test loss and a 5-nearest-neighbour vote to mean
     something."""
+    if len(x_test) < MIN_TEST_IMAGES:
+        cause = (f"--limit {limit:,} leaves" if limit and limit < test_size
+                 else "the test set has")
+        raise UserError(f"{where}: {cause} only {_images(len(x_test), 'test ')}; a "
+                        f"test loss and the codes' maps need at least "
+                        f"{MIN_TEST_IMAGES}")
     first = f"the first {limit:,} " if limit else "the "
     for split, images in (("training", x_train), ("test", x_test)):
         # Blank images would train "fine" to a useless model, or make the loss
@@ -148,19 +154,18 @@ def check_used(x_train, x_test, where, limit, test_size):
             raise UserError(f"{where}: {first}{split} images are blank (every pixel "
                             f"is {images.min()}): there is nothing to learn; check "
                             "how the file was made")
-    if len(x_test) < MIN_TEST_IMAGES:
-        cause = (f"--limit {limit:,} leaves" if limit and limit < test_size
-                 else "the test set has")
-        raise UserError(f"{where}: {cause} only {len(x_test):,} test image(s); a test "
-                        f"loss and the codes' maps need at least {MIN_TEST_IMAGES}")
     distinct = set()
     for image in x_test:
         distinct.add(image.tobytes())
         if len(distinct) >= MIN_TEST_IMAGES:
             return
     raise UserError(f"{where}: a degenerate test set: {first}{len(x_test):,} test "
-                    f"images are only {len(distinct)} distinct image(s), repeated; a "
+                    f"images are only {_images(len(distinct), 'distinct ')}, repeated; a "
                     f"test loss needs at least {MIN_TEST_IMAGES} different ones")
+
+
+def _images(count, kind=""):
+    return f"{count:,} {kind}image" + ("" if count == 1 else "s")
 
 
 class _Unavailable(Exception):
