@@ -7,6 +7,7 @@ every problem is a one-line UserError.
 import contextlib
 import lzma
 import math
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -75,9 +76,11 @@ def _checked_npz(path, where=None):
         except UserError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
-                lzma.LZMAError, RuntimeError, NotImplementedError) as error:
+                lzma.LZMAError, RuntimeError, NotImplementedError, SyntaxError,
+                tokenize.TokenError) as error:
             # RuntimeError: an encrypted member; NotImplementedError: a compression
-            # method zipfile cannot read.
+            # method zipfile cannot read; SyntaxError, TokenError: a damaged .npy
+            # header, which numpy parses as Python.
             reason = " ".join(str(error).split())
             raise UserError(f"{where}: not a readable .npz file "
                             f"({reason})") from None
