@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plumbing import cli, lessons, npz  # noqa: E402  (Keras-free till used)
+from plumbing import cli, files, lessons, npz  # noqa: E402  (Keras-free till used)
 from plumbing.backend import backend_installed, import_keras  # noqa: E402
 
 # Each script's output prefix. The port trains with the batch size and optimizer of
@@ -124,7 +124,8 @@ def cpu_name():
 
 
 def save_sitting(name, record, path=SPEED_JSON):
-    speed = json.loads(path.read_text()) if path.exists() else {"sittings": {}}
+    speed = files.read_json(path, what="results/speed.json") if path.exists() \
+        else {"sittings": {}}
     speed["sittings"][name] = record
     path.write_text(json.dumps(speed, indent=2) + "\n")
     update_speed_page(speed)
@@ -222,7 +223,7 @@ def run_side(args, script, side, backend="tensorflow", precision="auto"):
         if status:
             raise cli.UserError(f"{script} on {backend} failed (exit {status}): "
                                 f"{_last_line(err)}")
-        metrics = json.loads(Path(tmp, f"{prefix}_metrics.json").read_text())
+        metrics = files.read_json(Path(tmp, f"{prefix}_metrics.json"))
     return scale * metrics["seconds_per_epoch"], metrics["precision"], peak
 
 

@@ -140,16 +140,22 @@ def read_metrics(path):
 
 
 def collect(out_dir):
-    from plumbing.latent import load_array
-    from visualize_latent_space import knn_accuracy
-
-    rows = []
+    found = []
     for prefix, command, code, tutorial, target in MODELS:
         metrics_path = out_dir / f"{prefix}_metrics.json"
         if not os.path.lexists(metrics_path):
             print(f"(no {metrics_path.name}: {prefix} not trained yet)")
             continue
-        metrics = read_metrics(metrics_path)
+        found.append((prefix, command, code, tutorial, target,
+                      read_metrics(metrics_path)))
+    if not found:
+        return []
+    # Imported (seconds: scikit-learn) once every record has passed its check.
+    from plumbing.latent import load_array
+    from visualize_latent_space import knn_accuracy
+
+    rows = []
+    for prefix, command, code, tutorial, target, metrics in found:
         features = load_array(out_dir / f"{prefix}_features.pickle")
         labels = load_array(out_dir / f"{prefix}_labels.pickle")
         # The sparse model's loss includes its L1 penalty; compare reconstructions.
@@ -296,7 +302,8 @@ def learning_curves(out_dir, record):
             continue
         test = history["val_loss"]
         curves["models"][row["model"]] = {
-            "epochs": metrics["epochs"], "precision": metrics["precision"],
+            "epochs": metrics["epochs"],
+            "precision": metrics.get("precision", "float32"),
             "test_loss": metrics["test_loss"],
             "test_reconstruction": metrics.get("test_reconstruction"),
             "test_kl": metrics.get("test_kl"),

@@ -139,7 +139,8 @@ def in_notebook():
 def _show_in_cell(shell, kind, error, traceback, tb_offset=None):
     # Shown as the cell's error output (its name, its message, this one line for a
     # traceback), not printed: an error output fails the cell for papermill and
-    # nbclient, and is what they report.
+    # nbclient, and is what they report. (IPython's run_code drops what a custom
+    # handler returns, so the handler sends it through the shell's own hook.)
     line = [f"{kind.__name__}: {_exit_status(error)[0]}"]
     shell._showtraceback(kind, error, line)
 
@@ -149,7 +150,8 @@ def install_error_handling():
 
     In a script: Ctrl-C and `kill` (SIGTERM) stop it as an interrupt; our errors
     print one line and exit 2 (bad input), 1 (divergence) or 130 (interrupt). In a
-    Jupyter kernel: our errors print one line in the cell, and the kernel lives on.
+    Jupyter kernel: our errors are the cell's error output, one line with no
+    traceback (papermill stops on it and shows it), and the kernel lives on.
     """
     if in_notebook():
         from IPython import get_ipython

@@ -12,9 +12,11 @@ Two tools:
   the sha256 of every other file of the set, is moved last, so a reader can always
   tell whether a set belongs together (``set_problem``).
 
-And one guard for reading: ``open_regular`` and ``read_regular`` open only a regular
-file of a size that fits its purpose, never a pipe or a device that would block or
-never end (docs/reliability.md lists the limits).
+And the guards for reading: ``open_regular`` and ``read_regular`` open only a
+regular file of a size that fits its purpose, never a pipe or a device that would
+block or never end (docs/reliability.md lists the limits); ``read_json`` and
+``read_record`` read JSON records through them; ``check_keras_file`` inspects a
+.keras model before Keras opens it (``plumbing.modelfile``).
 """
 
 import contextlib

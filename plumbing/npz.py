@@ -82,6 +82,8 @@ def _checked_npz(path, where=None):
             # method zipfile cannot read; SyntaxError, TokenError: a damaged .npy
             # header, which numpy parses as Python.
             reason = " ".join(str(error).split())
+            if isinstance(error, RuntimeError) and "encrypted" in reason:
+                reason = "a member is encrypted, with a password"
             raise UserError(f"{where}: not a readable .npz file "
                             f"({reason})") from None
 
