@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plumbing import cli, data, lessons  # noqa: E402  (Keras-free till used)
+from plumbing import cli, files, lessons, npz  # noqa: E402  (Keras-free till used)
 from plumbing.backend import backend_installed, import_keras  # noqa: E402
 
 # Each script's output prefix. The port trains with the batch size and optimizer of
@@ -124,7 +124,8 @@ def cpu_name():
 
 
 def save_sitting(name, record, path=SPEED_JSON):
-    speed = json.loads(path.read_text()) if path.exists() else {"sittings": {}}
+    speed = files.read_json(path, what="results/speed.json") if path.exists() \
+        else {"sittings": {}}
     speed["sittings"][name] = record
     path.write_text(json.dumps(speed, indent=2) + "\n")
     update_speed_page(speed)
@@ -137,9 +138,9 @@ def port_seconds_per_epoch(script, data, epochs, limit=None):
     module = lessons.definitions(f"{script}.py")  # importing would run the lesson
     tutorial = module.RECIPES["tutorial"]
     batch_size, optimizer = tutorial["batch_size"], tutorial["optimizer"]
-    with np.load(data) as npz:
-        x_train = npz["x_train"][:limit].astype("float64") / 255.0
-        x_test = npz["x_test"][:limit].astype("float64") / 255.0
+    with np.load(data) as arrays:
+        x_train = arrays["x_train"][:limit].astype("float64") / 255.0
+        x_test = arrays["x_test"][:limit].astype("float64") / 255.0
     build = getattr(module, "build_autoencoder", None) or module.build_vae
     model = build()[2]
     shape = model.input_shape[1:]
@@ -222,7 +223,7 @@ def run_side(args, script, side, backend="tensorflow", precision="auto"):
         if status:
             raise cli.UserError(f"{script} on {backend} failed (exit {status}): "
                                 f"{_last_line(err)}")
-        metrics = json.loads(Path(tmp, f"{prefix}_metrics.json").read_text())
+        metrics = files.read_json(Path(tmp, f"{prefix}_metrics.json"))
     return scale * metrics["seconds_per_epoch"], metrics["precision"], peak
 
 
@@ -270,7 +271,14 @@ def main():
                              "rewrite its table in docs/speed.md")
     parser.add_argument("--port", help=argparse.SUPPRESS)  # internal: one port run
     args = parser.parse_args()
-    data.check_npz(args.data)  # in a moment, rather than from a child minutes later
+    shapes = npz.check_npz(args.data)  # in a moment, not from a child minutes later
+    train_size = shapes["x_train"][0]
+    if args.limit and args.limit > train_size:
+        # Each epoch would have all the images, not --limit: the extrapolation to
+        # 60,000 would be wrong by the difference.
+        raise cli.UserError(f"--limit {args.limit:,}: more than the {train_size:,} "
+                            f"training images in {args.data}; give at most "
+                            f"{train_size:,}, or leave --limit out")
     missing = [b for b in args.backends if not backend_installed(b)]
     if missing:
         raise cli.UserError(f"--backends {' '.join(missing)}: not installed here "
@@ -306,8 +314,7 @@ def main():
         timings[script] = {"port_tensorflow": port and port[0], **ours}
         print(line + "".join(f"  {c:>32}" for c in cells), flush=True)
     # Arithmetic rates say whether an epoch is bound by arithmetic or by overhead.
-    with np.load(args.data) as npz:
-        n_train, n_test = len(npz["x_train"]), len(npz["x_test"])
+    n_train, n_test = shapes["x_train"][0], shapes["x_test"][0]
     print("\nArithmetic: GFLOP per epoch, and GFLOP/s of each column above")
     gflops = {}
     for script, row in timings.items():

