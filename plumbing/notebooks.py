@@ -24,6 +24,7 @@ Notebooks are written without outputs.
 """
 
 import argparse
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -97,9 +98,7 @@ def main(argv=None):
                         help="write nothing; exit 1 if a notebook differs from what "
                              "its script generates")
     args = parser.parse_args(argv)
-    try:
-        import jupytext  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("jupytext") is None:
         sys.exit(f"{parser.prog}: error: jupytext is not installed "
                  "(pip install -r requirements-test.txt)")
     from plumbing.files import atomic_path

@@ -19,9 +19,9 @@ import numpy as np
 from plumbing import backend, cli, data, figures
 from plumbing.data import IMAGE_SHAPE
 from plumbing.files import OutputSet, check_staging, read_record, save_pickle
+from plumbing.precision import choose_precision, float32_model
 
 keras = backend.import_keras()
-from plumbing.precision import PRECISIONS, choose_precision, float32_model  # noqa: E402
 
 RECIPE_OPTIONS = cli.RECIPE_OPTIONS
 

@@ -35,6 +35,8 @@ SCRIPTS = [
      ["latent", "manifold"]),
 ]
 TRAINING_SCRIPTS = sorted({s[0] for s in SCRIPTS})
+DENSE_SCRIPTS = ["simple_autoencoder.py", "deep_autoencoder.py",
+                 "variational_autoencoder.py"]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +142,9 @@ def test_script_end_to_end(script, flags, prefix, code_shape, figures, backend,
         for split, key in (("train", term), ("validation", f"val_{term}")):
             assert logged[split][f"epoch_{term}"] == pytest.approx(history[key],
                                                                    rel=1e-5)
-    assert len(logged["train"]["epoch_learning_rate"]) == epochs
+    rates = logged["train"]["epoch_learning_rate"]
+    # Our recipes' cosine schedule: a positive rate, down to zero at the last step.
+    assert len(rates) == epochs and rates[0] > 0 and rates[-1] == pytest.approx(0)
     for figure in ["reconstructions", "history", *figures]:
         png = tmp_path / f"{prefix}_{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
@@ -246,10 +250,10 @@ def test_auto_precision_follows_the_hardware(gpu, cpu_flags, on_cpu, expected,
 
 
 def test_auto_precision_is_one_of_the_choices():
-    from plumbing import precision
+    from plumbing import cli, precision
 
     chosen, why = precision.choose_precision("auto")
-    assert chosen in precision.PRECISIONS and why.startswith("auto: ")
+    assert chosen in cli.PRECISIONS and why.startswith("auto: ")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -312,8 +316,18 @@ def test_the_keras_calls_the_tutorial_teaches_are_in_the_lesson(script):
     assert "__main__" not in source
     calls = _module_level_calls(script)
     [compile_call] = [c for c in calls if c.endswith(".compile")]
-    assert calls[compile_call]["optimizer"].startswith("keras.optimizers.")
+    # The optimizer and its schedule, built in view with Keras' own classes.
+    assert calls[compile_call]["optimizer"] == "optimizer"
+    assert "keras.optimizers.schedules.CosineDecay" in calls
+    for name in ("Adam", "RMSprop", "Adadelta"):
+        assert f"keras.optimizers.{name}" in source
     assert "loss" in calls[compile_call]
+    # Nothing splatted into compile: every option written out.
+    [compiled] = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and
+                  ast.unparse(node.func) == compile_call]
+    assert all(keyword.arg for keyword in compiled.keywords)
+    if script in DENSE_SCRIPTS:  # the options that make small dense models fast
+        assert {"jit_compile", "steps_per_execution"} <= set(calls[compile_call])
     [fit] = [c for c in calls if c.endswith(".fit")]
     assert calls[fit]["epochs"] == "args.epochs"
     assert calls[fit]["batch_size"] == "args.batch_size"
@@ -711,6 +725,56 @@ def test_help_needs_no_backend_and_a_bad_one_is_one_line(script, tmp_path):
         assert result.returncode == 2, result.stderr[-2000:]
         assert expected in one_line_error(result)
         assert not out.exists()
+
+
+def _plumbing_names(tree):
+    """The distinct plumbing names a lesson uses: module.attribute pairs of the
+    plumbing modules it imports, and names imported from them."""
+    modules, names = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "plumbing":
+            modules.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and \
+                (node.module or "").startswith("plumbing."):
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.value.id in modules:
+            names.add(f"{node.value.id}.{node.attr}")
+    return names
+
+
+@pytest.mark.parametrize("script", TRAINING_SCRIPTS)
+def test_a_lesson_is_light_and_stands_alone(script):
+    """A learner meets at most six of the project's helpers in a lesson (the
+    options, the data, the figures, the run's chores); no lesson loads another or
+    silences the linter (pyproject.toml says what the lessons may do)."""
+    source = (ROOT / script).read_text()
+    tree = ast.parse(source)
+    assert len(_plumbing_names(tree)) <= 6, sorted(_plumbing_names(tree))
+    assert "noqa" not in source
+    stems = {Path(s).stem for s in TRAINING_SCRIPTS}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [alias.name for alias in node.names]
+            assert not {m.split(".")[0] for m in modules} & stems, script
+    assert "lessons" not in _plumbing_names(tree) and "definitions(" not in source
+
+
+def test_the_deconv_vae_trains_without_the_mlp_vae(tmp_path):
+    """variational_autoencoder_deconv.py has its own sampling layer, loss and KL
+    logging: beside plumbing alone, with no other lesson, it trains and saves."""
+    import shutil
+
+    shutil.copytree(ROOT / "plumbing", tmp_path / "plumbing",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "variational_autoencoder_deconv.py", tmp_path)
+    result = run_script(tmp_path / "variational_autoencoder_deconv.py", "--data",
+                        "sample", "--epochs", 1, "--limit", LIMIT, "--no-logs",
+                        "--out-dir", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert (tmp_path / "out" / "variational_autoe_deconv_metrics.json").exists()
 
 
 def test_nothing_in_the_scripts_imports_a_backend_directly():
