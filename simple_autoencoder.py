@@ -168,7 +168,7 @@ autoencoder.compile(
     metrics=[keras.metrics.BinaryCrossentropy(name="reconstruction")],
     # XLA fuses each Dense layer's matmul, bias and activation (on TensorFlow).
     jit_compile=run.jit_compile(),
-    # A step this small costs less than Keras' Python work per call: a few per call.
+    # Keras' Python work per call outweighs a step this small: several per call.
     steps_per_execution=run.steps_per_execution(steps_per_epoch),
 )
 

@@ -254,7 +254,7 @@ vae.compile(
                                              name="reconstruction")],
     # XLA fuses the Dense layers' work (on TensorFlow), but draws coin flips slowly.
     jit_compile=run.jit_compile(draws_random_numbers=args.coin_flips),
-    # A step this small costs less than Keras' Python work per call: a few per call.
+    # Keras' Python work per call outweighs a step this small: several per call.
     steps_per_execution=run.steps_per_execution(steps_per_epoch),
 )
 
