@@ -9,7 +9,7 @@ Description: Convolutions and pooling squeeze each digit into a 4x4x8 code.
     python convolutional_autoencoder.py                     # our recipe
     python convolutional_autoencoder.py --recipe tutorial   # the tutorial's, exactly
 
-Outputs go to features/ (see README): the test set's (4, 4, 8) codes as
+Outputs go to features/ (docs/scripts.md, "Outputs"): the test set's (4, 4, 8) codes as
 conv_autoe_features.pickle, their labels and images, a metrics file, figures of the
 reconstructions, of the codes and of the learning curves, the trained encoder and
 decoder, and TensorBoard's logs in features/logs/ (the blog's
@@ -20,7 +20,7 @@ decoder, and TensorBoard's logs in features/logs/ (the blog's
 ## Setup
 
 Run as a script, the lesson reads its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them: the
+them). In a notebook, write them in the `options` cell below as you would type them: the
 tutorial's recipe, cut to three epochs, is `options = "--recipe tutorial --epochs
 3"`.
 """
@@ -39,29 +39,32 @@ slowly again; results/tuning.md).
 
 RECIPES = {
     "ours": dict(epochs=50, batch_size=128, optimizer="adam", learning_rate=0.003,
-                 schedule="cosine", warmup=0),
+                 schedule="cosine", warmup=0, mixed_precision_on_cpu=True),
     "tutorial": dict(epochs=50, batch_size=128, optimizer="adadelta", learning_rate=1.0,
-                     schedule="constant", warmup=0),
+                     schedule="constant", warmup=0, mixed_precision_on_cpu=True),
 }
 
 """
 The options are read before Keras loads, so that `--help` and a mistyped option
 answer at once. On CPUs with bfloat16 instructions, mixed precision was never slower
 for the convolutional models and often faster, while the dense ones lost
-(results/tuning.md): so `auto` precision asks for it here.
+(results/tuning.md): so the recipes ask `auto` precision for it
+(`mixed_precision_on_cpu`). `training.Run` fills in the recipe, seeds the random
+number generators, picks the precision, and later times, guards and saves the run.
 """
+
+import math
 
 from plumbing import cli
 
-parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
-args = parser.parse_options(options)
+args = cli.training_parser(__doc__, RECIPES).parse_options(options)
 
-from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+from plumbing import data, figures, training  # loads Keras, quietly
 
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+from keras import layers
 
-args = training.setup(args, RECIPES)
+run = training.Run(args, RECIPES, prefix="conv_autoe")
 
 """
 ## The data
@@ -110,17 +113,37 @@ def build_autoencoder():
 encoder, decoder, autoencoder = build_autoencoder()
 
 """
-## Compiling
+## The optimizer and its learning rate
 
-Reconstruct the input, scored pixel by pixel with binary cross-entropy.
+The recipe's rate as a schedule of the step, with Keras' `CosineDecay`, as in
+the simple autoencoder: a warm-up from zero, then a cosine down to zero (or
+level, with `alpha=1.0`); a plain number when there is neither.
 """
 
-autoencoder.compile(
-    optimizer=keras.optimizers.get({
-        "class_name": args.optimizer,
-        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
-    loss="binary_crossentropy",
-)
+steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
+if args.warmup or args.schedule == "cosine":
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=args.learning_rate,
+        warmup_steps=args.warmup * steps_per_epoch,
+        decay_steps=(args.epochs - args.warmup) * steps_per_epoch,
+        alpha=1.0 if args.schedule == "constant" else 0.0,
+    )
+else:
+    learning_rate = args.learning_rate
+optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+              "adadelta": keras.optimizers.Adadelta}
+optimizer = optimizers[args.optimizer](learning_rate=learning_rate)
+
+"""
+## Compiling
+
+Reconstruct the input, scored pixel by pixel with binary cross-entropy. (XLA made
+these convolutions slower on a CPU, so this model keeps Keras' defaults: one step
+per call, XLA where Keras picks it.)
+"""
+
+autoencoder.compile(optimizer=optimizer, loss="binary_crossentropy")
 
 """
 ## Training
@@ -129,11 +152,9 @@ The blog trains this model with the TensorBoard callback, to watch the curves wh
 it runs: `tensorboard --logdir features/logs` shows them, one run folder per run.
 """
 
-timer = training.EpochTimer()
-guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-callbacks = [timer, guard]
+callbacks = [run.timer, run.divergence_guard(x_test, x_test)]
 if args.logs:
-    callbacks.append(keras.callbacks.TensorBoard(training.log_dir(args, "conv_autoe")))
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=run.make_log_dir()))
 history = autoencoder.fit(
     x_train, x_train,
     epochs=args.epochs,
@@ -141,7 +162,7 @@ history = autoencoder.fit(
     shuffle=True,
     validation_data=(x_test, x_test),
     callbacks=callbacks,
-    verbose=training.VERBOSE,
+    verbose=run.verbose,
 )
 
 """
@@ -170,8 +191,6 @@ Everything is written to `features/` as one set: an interrupted run leaves the
 previous set as it was.
 """
 
-training.save_outputs(
-    args, "conv_autoe", encoder=encoder, decoder=decoder, codes=codes,
-    labels=y_test, images=x_test, data_info=data_info, history=history,
-    timer=timer, guard=guard, plots=plots)
-figures.show_figures(args.show)
+run.save(encoder=encoder, decoder=decoder, codes=codes, labels=y_test, images=x_test,
+         data_info=data_info, history=history, plots=plots)
+run.show_figures()

@@ -9,7 +9,7 @@ Description: Three Dense layers down to a 32-number code, three back up.
     python deep_autoencoder.py                     # our recipe
     python deep_autoencoder.py --recipe tutorial   # the tutorial's, exactly
 
-Outputs go to features/ (see README): the test set's 32-d codes as
+Outputs go to features/ (docs/scripts.md, "Outputs"): the test set's 32-d codes as
 deep_autoe_features.pickle, their labels and images, a metrics file, figures of
 reconstructions and of the learning curves, the trained encoder and decoder, and
 TensorBoard's logs in features/logs/.
@@ -19,7 +19,7 @@ TensorBoard's logs in features/logs/.
 ## Setup
 
 Run as a script, the lesson reads its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them: five
+them). In a notebook, write them in the `options` cell below as you would type them: five
 epochs on 10,000 digits are `options = "--epochs 5 --limit 10000"`.
 """
 
@@ -49,20 +49,22 @@ PIXELS = 28 * 28
 
 """
 Reading the options before Keras loads lets `--help` and a mistyped option answer at
-once. `setup` then fills in the chosen recipe, seeds the random number generators
-and picks the precision.
+once. `training.Run` then fills in the chosen recipe, seeds the random number
+generators, picks the precision, and later times, guards and saves the run.
 """
+
+import math
 
 from plumbing import cli
 
 args = cli.training_parser(__doc__, RECIPES).parse_options(options)
 
-from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+from plumbing import data, figures, training  # loads Keras, quietly
 
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+from keras import layers
 
-args = training.setup(args, RECIPES)
+run = training.Run(args, RECIPES, prefix="deep_autoe")
 
 """
 ## The data
@@ -102,18 +104,43 @@ def build_autoencoder():
 encoder, decoder, autoencoder = build_autoencoder()
 
 """
+## The optimizer and its learning rate
+
+The recipe's rate as a schedule of the step, with Keras' `CosineDecay`, as in
+the simple autoencoder: a warm-up from zero, then a cosine down to zero (or
+level, with `alpha=1.0`); a plain number when there is neither.
+"""
+
+steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
+if args.warmup or args.schedule == "cosine":
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=args.learning_rate,
+        warmup_steps=args.warmup * steps_per_epoch,
+        decay_steps=(args.epochs - args.warmup) * steps_per_epoch,
+        alpha=1.0 if args.schedule == "constant" else 0.0,
+    )
+else:
+    learning_rate = args.learning_rate
+optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+              "adadelta": keras.optimizers.Adadelta}
+optimizer = optimizers[args.optimizer](learning_rate=learning_rate)
+
+"""
 ## Compiling
 
 The input is its own target, scored pixel by pixel with binary cross-entropy (each
-grey level read as the probability of ink).
+grey level read as the probability of ink). XLA and several steps per call make
+this small model train faster, as in the simple autoencoder.
 """
 
 autoencoder.compile(
-    optimizer=keras.optimizers.get({
-        "class_name": args.optimizer,
-        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    optimizer=optimizer,
     loss="binary_crossentropy",
-    **training.dense_model_speedups(),
+    # XLA fuses each Dense layer's matmul, bias and activation (on TensorFlow).
+    jit_compile=run.jit_compile(),
+    # Keras' Python work per call outweighs a step this small: several per call.
+    steps_per_execution=run.steps_per_execution(steps_per_epoch),
 )
 
 """
@@ -124,11 +151,9 @@ losses and learning rate (`tensorboard --logdir features/logs`); the warm-up sho
 there as a ramp.
 """
 
-timer = training.EpochTimer()
-guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-callbacks = [timer, guard]
+callbacks = [run.timer, run.divergence_guard(x_test, x_test)]
 if args.logs:
-    callbacks.append(keras.callbacks.TensorBoard(training.log_dir(args, "deep_autoe")))
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=run.make_log_dir()))
 history = autoencoder.fit(
     x_train, x_train,
     epochs=args.epochs,
@@ -136,7 +161,7 @@ history = autoencoder.fit(
     shuffle=True,
     validation_data=(x_test, x_test),
     callbacks=callbacks,
-    verbose=training.VERBOSE,
+    verbose=run.verbose,
 )
 
 """
@@ -163,8 +188,6 @@ Everything is written to `features/` as one set: an interrupted run leaves the
 previous set as it was.
 """
 
-training.save_outputs(
-    args, "deep_autoe", encoder=encoder, decoder=decoder, codes=codes,
-    labels=y_test, images=x_test, data_info=data_info, history=history,
-    timer=timer, guard=guard, plots=plots)
-figures.show_figures(args.show)
+run.save(encoder=encoder, decoder=decoder, codes=codes, labels=y_test, images=x_test,
+         data_info=data_info, history=history, plots=plots)
+run.show_figures()

@@ -9,7 +9,7 @@ Description: Train on noisy digits to reproduce the clean ones.
     python image_denoising.py                     # our recipe
     python image_denoising.py --recipe tutorial   # the tutorial's, exactly
 
-Outputs go to features/ (see README): the (7, 7, 32) codes of the noisy test
+Outputs go to features/ (docs/scripts.md, "Outputs"): the (7, 7, 32) codes of the noisy test
 digits as denoise_autoe_features.pickle, their labels and (clean) images, a metrics
 file, figures of noisy / denoised / clean digits, of the codes and of the learning
 curves, the trained encoder and decoder, and TensorBoard's logs in features/logs/.
@@ -19,8 +19,8 @@ curves, the trained encoder and decoder, and TensorBoard's logs in features/logs
 ## Setup
 
 Run as a script, the lesson reads its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them: two epochs
-in float32 are `options = "--epochs 2 --precision float32"`.
+them). In a notebook, write them in the `options` cell below as you would type them:
+two epochs in float32 are `options = "--epochs 2 --precision float32"`.
 """
 
 options = ""
@@ -37,9 +37,10 @@ at the usual rate end, in 30 (results/tuning.md).
 
 RECIPES = {
     "ours": dict(epochs=30, batch_size=128, optimizer="adam", learning_rate=0.003,
-                 schedule="cosine", warmup=0),
+                 schedule="cosine", warmup=0, mixed_precision_on_cpu=True),
     "tutorial": dict(epochs=100, batch_size=128, optimizer="adadelta",
-                     learning_rate=1.0, schedule="constant", warmup=0),
+                     learning_rate=1.0, schedule="constant", warmup=0,
+                     mixed_precision_on_cpu=True),
 }
 
 NOISE_FACTOR = 0.5
@@ -47,21 +48,24 @@ NOISE_FACTOR = 0.5
 """
 Options first, before Keras loads. As for the convolutional autoencoder, `auto`
 precision asks for bfloat16 on CPUs that have bfloat16 instructions, where these
-models ran no slower (results/tuning.md).
+models ran no slower (results/tuning.md): the recipes say so
+(`mixed_precision_on_cpu`). `training.Run` fills in the recipe, seeds the random
+number generators, picks the precision, and later times, guards and saves the run.
 """
+
+import math
 
 from plumbing import cli
 
-parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
-args = parser.parse_options(options)
+args = cli.training_parser(__doc__, RECIPES).parse_options(options)
 
-from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+from plumbing import data, figures, training  # loads Keras, quietly
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+import numpy as np
+from keras import layers
 
-args = training.setup(args, RECIPES)
+run = training.Run(args, RECIPES, prefix="denoise_autoe")
 
 """
 ## The data
@@ -123,18 +127,36 @@ def build_autoencoder():
 encoder, decoder, autoencoder = build_autoencoder()
 
 """
+## The optimizer and its learning rate
+
+The recipe's rate as a schedule of the step, with Keras' `CosineDecay`, as in
+the simple autoencoder: a warm-up from zero, then a cosine down to zero (or
+level, with `alpha=1.0`); a plain number when there is neither.
+"""
+
+steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
+if args.warmup or args.schedule == "cosine":
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=args.learning_rate,
+        warmup_steps=args.warmup * steps_per_epoch,
+        decay_steps=(args.epochs - args.warmup) * steps_per_epoch,
+        alpha=1.0 if args.schedule == "constant" else 0.0,
+    )
+else:
+    learning_rate = args.learning_rate
+optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+              "adadelta": keras.optimizers.Adadelta}
+optimizer = optimizers[args.optimizer](learning_rate=learning_rate)
+
+"""
 ## Compiling
 
 Noisy digits in, clean digits as targets, scored pixel by pixel with binary
 cross-entropy.
 """
 
-autoencoder.compile(
-    optimizer=keras.optimizers.get({
-        "class_name": args.optimizer,
-        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
-    loss="binary_crossentropy",
-)
+autoencoder.compile(optimizer=optimizer, loss="binary_crossentropy")
 
 """
 ## Training
@@ -143,12 +165,9 @@ As in the blog, with the TensorBoard callback: `tensorboard --logdir features/lo
 shows the curves, one run folder per run.
 """
 
-timer = training.EpochTimer()
-guard = training.DivergenceGuard((noisy_test, x_test), args.batch_size)
-callbacks = [timer, guard]
+callbacks = [run.timer, run.divergence_guard(noisy_test, x_test)]
 if args.logs:
-    callbacks.append(keras.callbacks.TensorBoard(
-        training.log_dir(args, "denoise_autoe")))
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=run.make_log_dir()))
 history = autoencoder.fit(
     noisy_train, x_train,
     epochs=args.epochs,
@@ -156,7 +175,7 @@ history = autoencoder.fit(
     shuffle=True,
     validation_data=(noisy_test, x_test),
     callbacks=callbacks,
-    verbose=training.VERBOSE,
+    verbose=run.verbose,
 )
 
 """
@@ -187,8 +206,6 @@ Everything is written to `features/` as one set: an interrupted run leaves the
 previous set as it was.
 """
 
-training.save_outputs(
-    args, "denoise_autoe", encoder=encoder, decoder=decoder, codes=codes,
-    labels=y_test, images=x_test, data_info=data_info, history=history,
-    timer=timer, guard=guard, plots=plots)
-figures.show_figures(args.show)
+run.save(encoder=encoder, decoder=decoder, codes=codes, labels=y_test, images=x_test,
+         data_info=data_info, history=history, plots=plots)
+run.show_figures()

@@ -11,7 +11,7 @@ with one Dense layer each way.
     python simple_autoencoder.py --recipe tutorial   # the tutorial's, exactly
     python simple_autoencoder.py --sparse            # the sparse autoencoder
 
-Outputs go to features/ (see README): the test set's 32-d codes as
+Outputs go to features/ (docs/scripts.md, "Outputs"): the test set's 32-d codes as
 simple_autoe_features.pickle (sparse_autoe_... with --sparse), their labels and
 images, a metrics file, figures of reconstructions and of the learning curves, the
 trained encoder and decoder, and TensorBoard's logs in features/logs/.
@@ -21,8 +21,8 @@ trained encoder and decoder, and TensorBoard's logs in features/logs/.
 ## Setup
 
 Run as a script, the lesson reads its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them: the sparse
-model for 20 quick epochs is `options = "--sparse --epochs 20"`.
+them). In a notebook, write them in the `options` cell below as you would type them:
+the sparse model for 20 quick epochs is `options = "--sparse --epochs 20"`.
 """
 
 options = ""
@@ -57,10 +57,12 @@ DEFAULT_SPARSITY = 1e-4
 
 """
 The options, two of them this lesson's own (for the sparse model), are read before
-Keras loads: `--help` and a mistyped option answer at once. Importing
-`plumbing.training` loads Keras; `setup` fills in the recipe, seeds every random
-number generator and picks the precision.
+Keras loads: `--help` and a mistyped option answer at once. Then `training.Run`
+takes care of the run's chores: it fills in the recipe, seeds every random number
+generator, picks the precision, and later times, guards and saves the run.
 """
+
+import math
 
 from plumbing import cli
 
@@ -74,13 +76,13 @@ parser.add_argument("--sparsity", type=cli.positive_float, default=DEFAULT_SPARS
                          "(default: %(default)s)")
 args = parser.parse_options(options)
 
-from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+from plumbing import data, figures, training  # loads Keras, quietly
 
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+from keras import layers
 
-args = training.setup(args, SPARSE_RECIPES if args.sparse else RECIPES)
-prefix = "sparse_autoe" if args.sparse else "simple_autoe"
+run = training.Run(args, SPARSE_RECIPES if args.sparse else RECIPES,
+                   prefix="sparse_autoe" if args.sparse else "simple_autoe")
 
 """
 ## The data
@@ -126,38 +128,62 @@ def build_autoencoder(sparsity=0.0):
 encoder, decoder, autoencoder = build_autoencoder(args.sparsity if args.sparse else 0)
 
 """
+## The optimizer and its learning rate
+
+The recipe's rate, as a schedule of the step: `CosineDecay` climbs linearly from
+zero to the peak over the warm-up steps, then falls along a cosine to zero at the
+last step (with `alpha=1.0`, the fraction of the peak it ends at, it stays level).
+Without a warm-up or a decay the rate is a plain number.
+"""
+
+steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
+if args.warmup or args.schedule == "cosine":
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=args.learning_rate,
+        warmup_steps=args.warmup * steps_per_epoch,
+        decay_steps=(args.epochs - args.warmup) * steps_per_epoch,
+        alpha=1.0 if args.schedule == "constant" else 0.0,
+    )
+else:
+    learning_rate = args.learning_rate
+optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+              "adadelta": keras.optimizers.Adadelta}
+optimizer = optimizers[args.optimizer](learning_rate=learning_rate)
+
+"""
 ## Compiling
 
 The input is its own target. Per-pixel binary cross-entropy reads each grey level
 as the probability of ink: it suits the sigmoid output and trains faster than
-squared error.
+squared error. Two options make this small model train faster: XLA compiles each
+step into a few fused kernels, and Keras runs several steps per call.
 """
 
 autoencoder.compile(
-    optimizer=keras.optimizers.get({
-        "class_name": args.optimizer,
-        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    optimizer=optimizer,
     loss="binary_crossentropy",
     # With --sparse the loss includes the penalty; this metric is the reconstruction
     # error alone, comparable with the plain model's.
     metrics=[keras.metrics.BinaryCrossentropy(name="reconstruction")],
-    **training.dense_model_speedups(),
+    # XLA fuses each Dense layer's matmul, bias and activation (on TensorFlow).
+    jit_compile=run.jit_compile(),
+    # Keras' Python work per call outweighs a step this small: several per call.
+    steps_per_execution=run.steps_per_execution(steps_per_epoch),
 )
 
 """
 ## Training
 
 Each epoch ends with a pass over the test digits (`validation_data`). Beside the
-progress bar, three callbacks watch: TensorBoard logs every epoch's losses and
-learning rate (`tensorboard --logdir features/logs`), a timer measures the epochs,
-and a guard stops a run that diverges.
+progress bar, three callbacks watch: a timer measures the epochs, a guard stops a
+run that diverges, and TensorBoard logs every epoch's losses and learning rate
+(`tensorboard --logdir features/logs`).
 """
 
-timer = training.EpochTimer()
-guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-callbacks = [timer, guard]
+callbacks = [run.timer, run.divergence_guard(x_test, x_test)]
 if args.logs:
-    callbacks.append(keras.callbacks.TensorBoard(training.log_dir(args, prefix)))
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=run.make_log_dir()))
 history = autoencoder.fit(
     x_train, x_train,
     epochs=args.epochs,
@@ -165,7 +191,7 @@ history = autoencoder.fit(
     shuffle=True,
     validation_data=(x_test, x_test),
     callbacks=callbacks,
-    verbose=training.VERBOSE,
+    verbose=run.verbose,
 )
 
 """
@@ -195,11 +221,10 @@ previous set as it was. The mean activation shows what the sparsity penalty did:
 compare it with the other model's, if that one has been trained.
 """
 
-metrics = training.save_outputs(
-    args, prefix, encoder=encoder, decoder=decoder, codes=codes, labels=y_test,
-    images=x_test, data_info=data_info, history=history, timer=timer, guard=guard,
-    plots=plots, **({"sparsity": args.sparsity} if args.sparse else {}))
+metrics = run.save(encoder=encoder, decoder=decoder, codes=codes, labels=y_test,
+                   images=x_test, data_info=data_info, history=history, plots=plots,
+                   **({"sparsity": args.sparsity} if args.sparse else {}))
 print(f"Mean code activation {codes.mean():.3f}, test reconstruction loss "
       f"{metrics['test_reconstruction']:.4f}")
-training.compare_with(args, "simple_autoe" if args.sparse else "sparse_autoe")
-figures.show_figures(args.show)
+run.compare_with("simple_autoe" if args.sparse else "sparse_autoe")
+run.show_figures()

@@ -9,7 +9,7 @@ Description: Learn a smooth 2-d map of MNIST that can be decoded anywhere.
     python variational_autoencoder.py                     # our recipe
     python variational_autoencoder.py --recipe tutorial   # the tutorial's, exactly
 
-Outputs go to features/ (see README): the test set's 2-d latent means as
+Outputs go to features/ (docs/scripts.md, "Outputs"): the test set's 2-d latent means as
 variational_autoe_features.pickle, their labels and images, a metrics file, figures
 of the latent space, of a 15x15 manifold of decoded digits, of reconstructions and
 of the learning curves, the trained encoder and decoder, and TensorBoard's logs in
@@ -23,8 +23,8 @@ PyTorch backends (set KERAS_BACKEND).
 ## Setup
 
 Run as a script, the lesson reads its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them: grey
-digits instead of coin flips, for 20 epochs, are `options = "--no-coin-flips
+them). In a notebook, write them in the `options` cell below as you would type them:
+grey digits instead of coin flips, for 20 epochs, are `options = "--no-coin-flips
 --epochs 20"`.
 """
 
@@ -53,11 +53,13 @@ LATENT_DIM = 2  # two numbers per digit, so the latent space can be drawn as is
 
 """
 The options, one of them this lesson's own (`--coin-flips`), are read before Keras
-loads, so that `--help` answers at once. `setup` fills in the recipe, seeds every
-random number generator (the sampling layer's too) and picks the precision.
+loads, so that `--help` answers at once. `training.Run` fills in the recipe, seeds
+every random number generator (the sampling layer's too), picks the precision, and
+later times, guards and saves the run.
 """
 
 import argparse
+import math
 
 from plumbing import cli
 
@@ -69,14 +71,12 @@ parser.add_argument("--coin-flips", action=argparse.BooleanOptionalAction,
                          "tutorial's)")
 args = parser.parse_options(options)
 
-from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+from plumbing import data, figures, training  # loads Keras, quietly
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers, ops  # noqa: E402
-from scipy.stats import norm  # noqa: E402
+import keras
+from keras import layers, ops
 
-args = training.setup(args, RECIPES)
+run = training.Run(args, RECIPES, prefix="variational_autoe")
 if args.coin_flips is None:
     args.coin_flips = args.recipe == "ours"
 print(f"Coin flips: {'on' if args.coin_flips else 'off'}")
@@ -218,6 +218,29 @@ def build_vae(seed=None, coin_flips=False):
 encoder, decoder, vae = build_vae(args.seed, coin_flips=args.coin_flips)
 
 """
+## The optimizer and its learning rate
+
+The recipe's rate as a schedule of the step, with Keras' `CosineDecay`, as in
+the simple autoencoder: a warm-up from zero, then a cosine down to zero (or
+level, with `alpha=1.0`); a plain number when there is neither.
+"""
+
+steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
+if args.warmup or args.schedule == "cosine":
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=args.learning_rate,
+        warmup_steps=args.warmup * steps_per_epoch,
+        decay_steps=(args.epochs - args.warmup) * steps_per_epoch,
+        alpha=1.0 if args.schedule == "constant" else 0.0,
+    )
+else:
+    learning_rate = args.learning_rate
+optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+              "adadelta": keras.optimizers.Adadelta}
+optimizer = optimizers[args.optimizer](learning_rate=learning_rate)
+
+"""
 ## Compiling
 
 The loss is the negative evidence lower bound, in nats per image: the compiled
@@ -225,14 +248,14 @@ reconstruction loss plus the KL term that `Sampling` adds.
 """
 
 vae.compile(
-    optimizer=keras.optimizers.get({
-        "class_name": args.optimizer,
-        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    optimizer=optimizer,
     loss=reconstruction_loss,
     metrics=[keras.metrics.MeanMetricWrapper(reconstruction_loss,
                                              name="reconstruction")],
-    # TensorFlow's XLA makes the coin flips' random numbers slowly on a CPU.
-    **training.dense_model_speedups(xla=not args.coin_flips),
+    # XLA fuses the Dense layers' work (on TensorFlow), but draws coin flips slowly.
+    jit_compile=run.jit_compile(draws_random_numbers=args.coin_flips),
+    # Keras' Python work per call outweighs a step this small: several per call.
+    steps_per_execution=run.steps_per_execution(steps_per_epoch),
 )
 
 """
@@ -244,12 +267,9 @@ the learning rate, for training and test digits. A KL term that falls to zero wo
 mean the codes carry nothing (a collapsed posterior).
 """
 
-timer = training.EpochTimer()
-guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-callbacks = [LogKLTerm(), timer, guard]
+callbacks = [LogKLTerm(), run.timer, run.divergence_guard(x_test, x_test)]
 if args.logs:
-    callbacks.append(keras.callbacks.TensorBoard(
-        training.log_dir(args, "variational_autoe")))
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=run.make_log_dir()))
 history = vae.fit(
     x_train, x_train,
     epochs=args.epochs,
@@ -257,73 +277,30 @@ history = vae.fit(
     shuffle=True,
     validation_data=(x_test, x_test),
     callbacks=callbacks,
-    verbose=training.VERBOSE,
+    verbose=run.verbose,
 )
-
-"""
-## The manifold
-
-Decoding a grid of latent points shows what each region of the latent space means.
-The prior is N(0, I), so the grid is spaced by evenly spaced probabilities (Gaussian
-quantiles), not evenly spaced z: it then sits where the codes actually live.
-"""
-
-
-def decode_manifold(decoder, title, n=15):
-    quantiles = norm.ppf(np.linspace(0.05, 0.95, n)).astype(np.float32)
-    zx, zy = np.meshgrid(quantiles, quantiles[::-1])  # z[1] grows upwards
-    grid = np.stack([zx.ravel(), zy.ravel()], axis=1)
-    digits = decoder.predict(grid, batch_size=len(grid), verbose=0)
-    extent = (quantiles[0], quantiles[-1], quantiles[0], quantiles[-1])
-    return figures.digit_canvas(np.reshape(digits, (n, n, 28, 28)), extent, title)
-
 
 """
 ## What it learned
 
 The test loss is measured once more after training, with its two terms: their sum
 is the loss. The learning curves show both terms epoch by epoch. Drawn by digit,
-the latent means show how the VAE organised MNIST, and the manifold what each
-region of the plane decodes to. The latent means of the test digits are the
-features to visualise.
+the latent means show how the VAE organised MNIST; decoding a grid of latent points
+(the manifold) shows what each region of the plane means. The grid is spaced by
+evenly spaced probabilities of the N(0, I) prior, so it sits where the codes live.
+The latent means of the test digits are the features to visualise.
 """
 
-
-def evaluate_terms(vae, x_test, batch_size):
-    test = vae.evaluate(x_test, x_test, batch_size=batch_size, verbose=0,
-                        return_dict=True)
-    test["kl"] = test["loss"] - test["reconstruction"]
-    # As printed (rounded), the two terms add up to the loss.
-    print(f"Test loss {figures.format_terms(test['reconstruction'], test['kl'])} "
-          "(nats per digit)")
-    return test
-
-
-def vae_figures(name, history, x_test, y_test, z_mean, reconstructed, decoder,
-                data_name):
-    return {
-        "history": figures.learning_curves(history.history, title=f"{name}: learning"),
-        "reconstructions": figures.digit_rows(
-            [("original", x_test[:10]), ("reconstructed", reconstructed)],
-            title=f"{name}: test digits"),
-        "latent": figures.latent_scatter(
-            z_mean, y_test, title=f"{name}: latent means of the test images",
-            data_name=data_name),
-        "manifold": decode_manifold(
-            decoder, title=f"{name}: digits decoded across the latent space"),
-    }
-
-
-"""
-The deconvolutional VAE reuses these two functions; here they measure and draw the
-MLP VAE.
-"""
-
-test = evaluate_terms(vae, x_test, args.batch_size)
+test = vae.evaluate(x_test, x_test, batch_size=args.batch_size, verbose=0,
+                    return_dict=True)
+test["kl"] = test["loss"] - test["reconstruction"]
+# As printed (rounded), the two terms add up to the loss.
+print(f"Test loss {figures.format_terms(test['reconstruction'], test['kl'])} "
+      "(nats per digit)")
 z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
 reconstructed = decoder.predict(z_mean[:10], verbose=0)
-plots = vae_figures("VAE", history, x_test, y_test, z_mean, reconstructed, decoder,
-                    data_info["name"])
+plots = figures.vae_figures("VAE", history, x_test, reconstructed, z_mean, y_test,
+                            decoder, data_name=data_info["name"])
 
 """
 ## Saving
@@ -332,9 +309,7 @@ Everything is written to `features/` as one set: an interrupted run leaves the
 previous set as it was.
 """
 
-training.save_outputs(
-    args, "variational_autoe", encoder=encoder, decoder=decoder, codes=z_mean,
-    labels=y_test, images=x_test, data_info=data_info, history=history,
-    timer=timer, guard=guard, plots=plots, coin_flips=args.coin_flips,
-    **{f"test_{name}": value for name, value in test.items()})
-figures.show_figures(args.show)
+run.save(encoder=encoder, decoder=decoder, codes=z_mean, labels=y_test, images=x_test,
+         data_info=data_info, history=history, plots=plots, coin_flips=args.coin_flips,
+         **{f"test_{name}": value for name, value in test.items()})
+run.show_figures()

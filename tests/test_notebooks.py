@@ -39,6 +39,8 @@ def test_a_notebook_is_a_lesson_in_cells(script):
     markdown = [cell for cell in notebook.cells if cell.cell_type == "markdown"]
     assert markdown[0].source.startswith("# ")  # the title, as keras.io shows it
     assert "**Author:**" in markdown[0].source
+    # keras.io's header: no shell command lines (they are for --help)
+    assert "python " not in markdown[0].source and "    " not in markdown[0].source
     assert sum(cell.source.startswith("## ") for cell in markdown) >= 6
     assert not any(cell.outputs for cell in code)  # committed without outputs
     # The first code cell finds plumbing (or says what to do); the options cell,
@@ -46,6 +48,10 @@ def test_a_notebook_is_a_lesson_in_cells(script):
     assert code[0].source == notebooks.START
     [parameters] = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert parameters is code[1] and parameters.source == 'options = ""'
+    # ... right after the setup prose that says what to write in it.
+    setup = notebook.cells[notebook.cells.index(parameters) - 1]
+    assert setup.source.startswith("## Setup") and "`options`" in setup.source
+    assert notebook.cells[1] is code[0]  # found before anything else runs
     # compile, fit and predict each in a cell the learner can run on its own
     for call in (".compile(", ".fit(", ".predict("):
         assert any(call in cell.source and "def " not in cell.source
@@ -110,5 +116,7 @@ def test_a_notebook_opened_without_the_repository_says_what_to_do(tmp_path):
     executed = _run_cells([first], path=tmp_path)
     [error] = [o for o in executed.cells[0].outputs if o["output_type"] == "error"]
     assert error["ename"] == "SystemExit"
-    assert error["evalue"] == ("plumbing not found: open this notebook from a clone "
-                               "of the keras-autoencoders repository (see its README)")
+    # One line: how to get the code.
+    assert error["evalue"] == ("plumbing not found: clone the keras-autoencoders "
+                               "repository, install its requirements.txt, and open "
+                               "this notebook from its notebooks/ folder")

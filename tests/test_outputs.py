@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from support import ROOT, one_line_error, run_script
+from support import ROOT, copy_of, one_line_error, run_script, trained
 
 RUN = ["--data", "sample", "--epochs", 1, "--limit", 200]
 
@@ -36,10 +36,11 @@ def only_the_training_log(folder):
 
 @pytest.fixture
 def previous_run(tmp_path):
-    """A folder holding a complete set from an earlier run (seed 1)."""
-    result = run_script("simple_autoencoder.py", *RUN, "--seed", 1, "--out-dir", tmp_path)
+    """A folder holding a complete set from an earlier run (seed 1): one run,
+    trained once for every test here, copied into each test's own folder."""
+    out, result = trained("simple_autoencoder.py", "--seed", 1, limit=200)
     assert result.returncode == 0, result.stderr[-3000:]
-    return tmp_path
+    return copy_of(out, tmp_path)
 
 
 def interrupted(signal_name, when, out_dir):

@@ -4,10 +4,13 @@ The helper scripts beside this file are run as subprocesses by the tests:
 ``killed_write.py``, ``offline_run.py``, ``reload_check.py``, ``interrupt_save.py``.
 """
 
+import atexit
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,32 @@ def run_script(script, *args, backend="tensorflow", env=None, cwd=ROOT, timeout=
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)],
                           cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE,
                           text=True, timeout=timeout)
+
+
+_trained = {}
+
+
+def trained(script, *flags, backend="tensorflow", epochs=1, limit=300):
+    """(out_dir, CompletedProcess) of one run of ``script`` on the sample, trained
+    the first time a test asks and shared by every test that asks the same again.
+
+    Read the folder, never write in it: a test that writes copies it first
+    (``copy_of``). The folders go when the test process ends.
+    """
+    key = (script, tuple(map(str, flags)), backend, epochs, limit)
+    if key not in _trained:
+        out = Path(tempfile.mkdtemp(prefix="trained-"))
+        atexit.register(shutil.rmtree, out, True)
+        result = run_script(script, *flags, "--data", "sample", "--epochs", epochs,
+                            "--limit", limit, "--out-dir", out, backend=backend)
+        _trained[key] = (out, result)
+    return _trained[key]
+
+
+def copy_of(folder, into):
+    """A copy of a shared run's folder at ``into``, for a test that writes."""
+    shutil.copytree(folder, into, symlinks=True, dirs_exist_ok=True)
+    return Path(into)
 
 
 def one_line_error(result):

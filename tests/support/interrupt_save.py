@@ -16,7 +16,7 @@ from pathlib import Path
 root = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(root))
 
-from plumbing import files  # noqa: E402
+from plumbing import files
 
 signum = getattr(signal, f"SIG{sys.argv[1]}")
 when = sys.argv[2]

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from plumbing import files  # noqa: E402
+from plumbing import files
 
 
 class KillMidway:
