@@ -69,7 +69,7 @@ parser.add_argument("--coin-flips", action=argparse.BooleanOptionalAction,
                          "tutorial's)")
 args = parser.parse_options(options)
 
-from plumbing import data, figures, training  # noqa: E402  (loads Keras, quietly)
+from plumbing import data, figures, likelihood, training  # noqa: E402  (loads Keras, quietly)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -322,6 +322,9 @@ MLP VAE.
 test = evaluate_terms(vae, x_test, args.batch_size)
 z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
 reconstructed = decoder.predict(z_mean[:10], verbose=0)
+nll = likelihood.exact_nll(decoder, x_test)  # the likelihood the loss bounds
+print(f"Test NLL {nll['test_nll']:.1f} nats per digit (exact, by quadrature over "
+      f"the latent plane): the loss is {test['loss'] - nll['test_nll']:.1f} above it")
 plots = vae_figures("VAE", history, x_test, y_test, z_mean, reconstructed, decoder,
                     data_info["name"])
 
@@ -336,5 +339,5 @@ training.save_outputs(
     args, "variational_autoe", encoder=encoder, decoder=decoder, codes=z_mean,
     labels=y_test, images=x_test, data_info=data_info, history=history,
     timer=timer, guard=guard, plots=plots, coin_flips=args.coin_flips,
-    **{f"test_{name}": value for name, value in test.items()})
+    **{f"test_{name}": value for name, value in test.items()}, **nll)
 figures.show_figures(args.show)

@@ -58,7 +58,7 @@ from plumbing import cli
 parser = cli.training_parser(__doc__, RECIPES, mixed_precision_on_cpu=True)
 args = parser.parse_options(options)
 
-from plumbing import data, figures, lessons, training  # noqa: E402  (loads Keras)
+from plumbing import data, figures, lessons, likelihood, training  # noqa: E402  (loads Keras)
 
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
@@ -178,6 +178,9 @@ means of the test digits (the features), reconstructions and the manifold.
 test = mlp_vae.evaluate_terms(vae, x_test, args.batch_size)
 z_mean, _ = encoder.predict(x_test, batch_size=args.batch_size, verbose=0)
 reconstructed = decoder.predict(z_mean[:10], verbose=0)
+nll = likelihood.exact_nll(decoder, x_test)  # the likelihood the loss bounds
+print(f"Test NLL {nll['test_nll']:.1f} nats per digit (exact, by quadrature over "
+      f"the latent plane): the loss is {test['loss'] - nll['test_nll']:.1f} above it")
 plots = mlp_vae.vae_figures("Deconvolutional VAE", history, x_test, y_test, z_mean,
                             reconstructed, decoder, data_info["name"])
 
@@ -192,5 +195,5 @@ training.save_outputs(
     args, "variational_autoe_deconv", encoder=encoder, decoder=decoder, codes=z_mean,
     labels=y_test, images=x_test, data_info=data_info, history=history,
     timer=timer, guard=guard, plots=plots,
-    **{f"test_{name}": value for name, value in test.items()})
+    **{f"test_{name}": value for name, value in test.items()}, **nll)
 figures.show_figures(args.show)
