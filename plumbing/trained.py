@@ -9,12 +9,17 @@ every other file.
 """
 
 import functools
+import logging
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from plumbing import cli, data, files, latent
+
+# Each model's first ``predict`` traces a function of its own; after five models
+# TensorFlow warns of "retracing", which here is expected and harmless.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 # Each model's file prefix and the command that trains it, in the tutorial's order.
 SCRIPTS = {

