@@ -27,6 +27,10 @@ saved in another folder are `options = "--out-dir my_models"`.
 
 options = ""
 
+"""
+The option is read before Keras loads, so that `--help` answers at once.
+"""
+
 import argparse
 
 from plumbing import cli
@@ -148,9 +152,15 @@ def bce(digits, decoded):
     return float(-np.mean(digits * np.log(p) + (1 - digits) * np.log(1 - p)))
 
 
+"""
+Each model's encoder gives the codes of eight test digits, and its decoder turns
+them back into pictures.
+"""
+
 for prefix, model in models.items():
     few = model["digits"][:8]
-    decoded = decode(model["decoder"], encode(model["encoder"], few))
+    decoded = model["decoder"].predict(encode(model["encoder"], few), verbose=0)
+    decoded = np.reshape(decoded, few.shape)
     print(f"{prefix}: 8 test digits encoded to {model['codes'].shape[1:]} and "
           f"decoded, {bce(few, decoded):.4f} per pixel")
 
