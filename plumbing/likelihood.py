@@ -22,7 +22,7 @@ result says how far halving the resolution or the extent moves the figure.
 ``importance_weighted_nll`` is the usual estimate from the encoder's posterior (a
 bound that tightens with more samples), as a cross-check.
 
-Only numpy and Keras' ``predict``: it runs on any backend.
+Only numpy and the Keras models themselves: it runs on any backend.
 """
 
 import math
@@ -36,8 +36,8 @@ keras = backend.import_keras()
 
 # Six standard deviations either side: the prior's mass beyond is below 1e-8.
 EXTENT = 6.0
-# Well inside the encoders' posterior widths; a grid of every other point (twice
-# as coarse) moves the figure by a few hundredths of a nat at most (``check``).
+# Finer than the posteriors are wide; each result's ``nll_grid_check`` says how far
+# a grid twice as coarse moves the figure, and the tests try one twice as fine.
 SPACING = 0.05
 # Most of the plane is far from any one digit's posterior: a first pass on every
 # STRIDE-th point finds, for each digit, the tiles of TILE x TILE points where its

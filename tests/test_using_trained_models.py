@@ -9,18 +9,21 @@ import numpy as np
 import pytest
 from support import backend_available, one_line_error, run_script
 
-QUICK = ["--data", "sample", "--limit", 300, "--no-logs"]
+QUICK = ["--limit", 300]
 TRAINED = ["denoise_autoe", "variational_autoe"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One folder with the MLP VAE (two epochs) and the denoiser (one), trained
-    once for the whole file on TensorFlow."""
+    """One folder with the MLP VAE and the denoiser, trained once for the whole file
+    on TensorFlow. The VAE sees the whole sample for a few hundred steps: a few
+    steps leave a decoder whose likelihood lies far out in the plane, where no
+    trained VAE puts it."""
     folder = tmp_path_factory.mktemp("trained")
-    for script, epochs in [("variational_autoencoder.py", 2),
-                           ("image_denoising.py", 1)]:
-        result = run_script(script, *QUICK, "--epochs", epochs, "--out-dir", folder)
+    for script, options in [("variational_autoencoder.py", ["--epochs", 8]),
+                            ("image_denoising.py", [*QUICK, "--epochs", 1])]:
+        result = run_script(script, "--data", "sample", "--no-logs", *options,
+                            "--out-dir", folder)
         assert result.returncode == 0, result.stderr[-3000:]
     return folder
 
@@ -85,7 +88,7 @@ def vae(trained):
 
     encoder, decoder = (keras.models.load_model(
         trained / f"variational_autoe_{part}.keras") for part in ("encoder", "decoder"))
-    _, (x_test, _), _ = data.load_mnist("sample", 300, shape=(784,))
+    _, (x_test, _), _ = data.load_mnist("sample", shape=(784,))
     return encoder, decoder, x_test[:100]  # enough digits to compare the figures
 
 
@@ -125,3 +128,15 @@ def test_coin_flip_digits_get_a_true_likelihood(vae):
     assert abs(alone - result["test_nll_binarised"]) < 1e-6
     # Probabilities of binary digits: each digit's likelihood is at most 1.
     assert result["test_nll_binarised"] > 0
+
+
+def test_the_quadrature_of_10000_digits_takes_under_a_minute():
+    """results/likelihood.json (benchmarks/time_likelihood.py on full MNIST)."""
+    from support import ROOT
+
+    timing = json.loads((ROOT / "results" / "likelihood.json").read_text())
+    assert timing["test_digits"] == 10_000
+    assert timing["seconds_grey_digits"] <= 60
+    assert timing["test_nll"] < timing["test_nll_binarised"] + 5  # same scale
+    for moved in timing["grid_check"].values():
+        assert abs(moved) < 0.05
