@@ -169,6 +169,9 @@ def collect(out_dir):
             "learning_rate": metrics.get("learning_rate"),
             "warmup_epochs": metrics.get("warmup_epochs", 0),
             "coin_flips": metrics.get("coin_flips", False), "test_loss": loss,
+            # The VAEs' exact negative log-likelihood (plumbing/likelihood.py).
+            "test_nll": metrics.get("test_nll"),
+            "test_nll_binarised": metrics.get("test_nll_binarised"),
             "precision": metrics.get("precision", "float32"),
             "tutorial_figure": tutorial, "target": target, "met": loss <= target,
             "knn_accuracy": knn_accuracy(features, labels),
@@ -184,9 +187,9 @@ def collect(out_dir):
 
 def markdown(rows):
     lines = [
-        "| model | code size | epochs | recipe | test loss | tutorial's figure | "
-        "target | 5-NN accuracy | s/epoch | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | code size | epochs | recipe | test loss | exact NLL | "
+        "tutorial's figure | target | 5-NN accuracy | s/epoch | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         loss = f"{r['test_loss']:.1f}" if r["test_loss"] > 10 else f"{r['test_loss']:.4f}"
@@ -197,7 +200,7 @@ def markdown(rows):
         mixed = f", {r['precision']}" if r["precision"] != "float32" else ""
         recipe = f"batch {r['batch_size']}, {r['optimizer']}{rate}{warmup}{flips}{mixed}"
         lines.append(f"| {r['model']} | {r['code_size']} | {r['epochs']} | {recipe} | "
-                     f"{loss} | {r['tutorial_figure']} | {target} | "
+                     f"{loss} | {nll_text(r)} | {r['tutorial_figure']} | {target} | "
                      f"{r['knn_accuracy']:.3f} | {r['seconds_per_epoch']:.1f} | "
                      f"{r['total_minutes']:.1f} |")
     total = sum(r["total_minutes"] for r in rows)
@@ -213,14 +216,21 @@ def loss_text(loss):
     return f"{loss:.1f}" if loss > 10 else f"{loss:.4f}"
 
 
+def nll_text(row):
+    """The exact NLL of a VAE in nats per digit; empty for the other models."""
+    return f"{row['test_nll']:.1f}" if row.get("test_nll") is not None else ""
+
+
 def readme_table(results):
     """The README's results table and the line under it, from results.json."""
     rows = results["models"]
-    lines = ["| model | code | precision | test loss | the tutorial's figure | our bar | "
-             "5-NN accuracy | s/epoch | minutes |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | code | precision | test loss | exact NLL | the tutorial's figure "
+             "| our bar | 5-NN accuracy | s/epoch | minutes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['command']} | {r['code_size']} | {r['precision']} | "
-                     f"{loss_text(r['test_loss'])} | {r['tutorial_figure']} | "
+                     f"{loss_text(r['test_loss'])} | {nll_text(r)} | "
+                     f"{r['tutorial_figure']} | "
                      f"≤ {r['target']:g} | {r['knn_accuracy']:.3f} | "
                      f"{r['seconds_per_epoch']:.1f} | {r['total_minutes']:.1f} |")
     total = sum(r["total_minutes"] for r in rows)

@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "notebooks"
 LESSONS = ["simple_autoencoder.py", "deep_autoencoder.py",
            "convolutional_autoencoder.py", "image_denoising.py",
-           "variational_autoencoder.py", "variational_autoencoder_deconv.py"]
+           "variational_autoencoder.py", "variational_autoencoder_deconv.py",
+           "using_trained_models.py"]
 START = """\
 # Jupyter starts a notebook in its own folder, notebooks/; the lesson runs from the
 # repository's top folder, beside plumbing/ (its chores) and features/ (its outputs).
