@@ -21,8 +21,8 @@ denoise_autoe_cleaned.png for the denoiser.
 ## Setup
 
 Run as a script, the lesson reads its options from the command line (`--help` lists
-them). In a notebook, write them in the next cell as you would type them: models
-saved in another folder are `options = "--out-dir my_models"`.
+them). In a notebook, write them in the `options` cell below as you would type
+them: models saved in another folder are `options = "--out-dir my_models"`.
 """
 
 options = ""

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import compare_speed  # noqa: E402
 import run_all  # noqa: E402
+import time_likelihood  # noqa: E402
 
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -34,6 +35,7 @@ def load(name):
 RESULTS, SPEED, CURVES = load("results.json"), load("speed.json"), load("curves.json")
 FASHION, SAMPLE, TUNING = load("fashion_mnist.json"), load("sample.json"), \
     load("tuning.json")
+LIKELIHOOD = load("likelihood.json")
 SECTIONS = ["Quick start", "The scripts", "Results", "Visualising latent spaces",
             "Using a trained model", "Notebooks", "Backends and GPUs", "Tests",
             "Layout", "Credits"]
@@ -465,6 +467,8 @@ def generated_blocks():
     yield RESULTS_PAGE, "figures", f"The figures come from {RESULTS['figures']}."
     for name, sitting in SPEED["sittings"].items():
         yield SPEED_PAGE, f"speed-{name}", compare_speed.speed_table(sitting)
+    yield README, "exact-nll", time_likelihood.nll_sentence(LIKELIHOOD)
+    yield RESULTS_PAGE, "exact-nll", time_likelihood.nll_table(LIKELIHOOD)
 
 
 def test_generated_blocks_are_what_their_scripts_write():
@@ -486,6 +490,8 @@ NOT_MEASURED = {
     "300", "255", "9", "6", "3", "2", "1",
     # seeds, t-SNE settings and a score's bounds, TensorBoard's port
     "1337", "0.8", "1.0", "6006",
+    # the likelihood's grid (points per axis, spacing) and its cross-check's codes
+    "241", "0.05",
     # dates; versions of Python, TensorFlow, CUDA, the licence; compute capability
     "2016", "2017", "2026", "25", "26", "1.5", "2.21", "3.0", "3.10", "3.15", "13",
     "8.0",
