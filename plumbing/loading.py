@@ -221,8 +221,6 @@ def check_decoder(path):
         raise cli.UserError(f"{path}: no such decoder file (the VAE script saves "
                             "<prefix>_decoder.keras beside its features)")
     files.open_regular(path, DECODER_MAX_BYTES, "a Keras decoder (.keras)").close()
-    # Inspected as a zip before Keras sees it: Keras would extract every member.
-    files.check_keras_file(path)
 
 
 """

@@ -49,7 +49,7 @@ def check_keras_file(path):
                 RuntimeError, NotImplementedError) as error:
             # RuntimeError: an encrypted member; NotImplementedError: a compression
             # method zipfile lacks.
-            raise cli.UserError(f"{path}: not a readable {what} "
+            raise cli.UserError(f"{path}: not readable as {what} "
                                 f"({_words(error)})") from None
     try:
         config = json.loads(text)
