@@ -15,8 +15,8 @@ Two tools:
 And the guards for reading: ``open_regular`` and ``read_regular`` open only a
 regular file of a size that fits its purpose, never a pipe or a device that would
 block or never end (docs/reliability.md lists the limits); ``read_json`` and
-``read_record`` read JSON records through them; ``check_keras_file`` inspects a
-.keras model before Keras opens it (``plumbing.modelfile``).
+``read_record`` read JSON records through them (``plumbing.modelfile`` inspects a
+.keras model before Keras opens it, through them too).
 """
 
 import contextlib
@@ -105,14 +105,6 @@ def read_record(path):
         return read_json(path)
     except cli.UserError:
         return None
-
-
-def check_keras_file(path):
-    """Refuse a .keras file Keras could not load within bounds, before Keras opens
-    it; return its config (``plumbing.modelfile`` says what is checked)."""
-    from plumbing import modelfile  # it reads through this module
-
-    return modelfile.check_keras_file(path)
 
 
 def _check_regular(path, st, max_bytes, what):
@@ -380,8 +372,6 @@ def set_problem(path, out_dir, prefix, record="metrics.json"):
     expected = files.get(path.name) if isinstance(files, dict) else None
     if expected is None:
         return None
-    if path.suffix == ".keras":
-        check_keras_file(path)
     if expected != sha256(path, SET_FILE_MAX_BYTES):
         return (f"{path.name} does not match {prefix}_{record} beside it: the files "
                 "come from different runs; train again to get a consistent set")

@@ -1,5 +1,5 @@
 """A saved Keras model (.keras), inspected as the zip archive it is before Keras
-opens it: ``check_keras_file`` (``files.check_keras_file`` calls it).
+opens it: ``check_keras_file``, called wherever a ``.keras`` file is checked.
 
 Keras reads a .keras file's config.json whole, builds the model it describes, then
 reads the weights; members it does not know it extracts into $TMPDIR. So a small

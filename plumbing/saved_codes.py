@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing import cli, files, loading
+from plumbing import cli, files, loading, modelfile
 from plumbing.safe_text import shown
 
 # The models in the order of the tutorial; unknown prefixes follow, alphabetically.
@@ -170,7 +170,10 @@ def data_name_of(features_path, prefix):
 
 
 def check_same_run(path, prefix):
-    """Refuse a file that its folder's run record says belongs to another run."""
+    """Refuse a file that its folder's run record says belongs to another run (a
+    saved model inspected as a zip first, before it is hashed or read)."""
+    if Path(path).suffix == ".keras":
+        modelfile.check_keras_file(path)
     problem = files.set_problem(path, Path(path).parent, prefix)
     if problem:
         raise cli.UserError(problem)

@@ -10,12 +10,11 @@ every other file.
 
 import functools
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from plumbing import cli, data, files, loading
+from plumbing import cli, data, files, loading, modelfile
 
 # Each model's first ``predict`` traces a function of its own; after five models
 # TensorFlow warns of "retracing", which here is expected and harmless.
@@ -61,10 +60,8 @@ def model_path(out_dir, prefix, part):
     bounded size, a zip archive as Keras writes, and of the same run as the rest of
     its set. Every ``.keras`` file goes through here before Keras reads it."""
     path = Path(out_dir) / f"{prefix}_{part}.keras"
-    with files.open_regular(path, MODEL_MAX_BYTES, "a saved Keras model") as f:
-        if not zipfile.is_zipfile(f):
-            raise cli.UserError(f"{path}: not a saved Keras model (a .keras file is a "
-                                "zip archive)")
+    files.open_regular(path, MODEL_MAX_BYTES, "a saved Keras model").close()
+    modelfile.check_keras_file(path)  # as a zip, before Keras extracts anything
     problem = files.set_problem(path, out_dir, prefix)
     if problem:
         raise cli.UserError(problem)
