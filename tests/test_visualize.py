@@ -844,7 +844,13 @@ def test_html_of_2d_codes_decodes_the_plane_when_a_decoder_is_there(
     write_pickle(digit_images(300), tmp_path / "variational_autoe_images.pickle")
 
     without = in_process(path, "--html")
-    (tmp_path / "variational_autoe_decoder.keras").write_bytes(b"a saved decoder")
+    # A real decoder file: it is inspected as a zip before the plane is decoded.
+    from plumbing import backend
+
+    keras = backend.import_keras()
+    inputs = keras.Input((2,))
+    keras.Model(inputs, keras.layers.Dense(784)(inputs)).save(
+        tmp_path / "variational_autoe_decoder.keras")
     with_decoder = in_process(path, "--html")
 
     assert without.returncode == 0 and with_decoder.returncode == 0
