@@ -6,6 +6,8 @@ way a line-by-line port of the 2018 code does, side by side, and prints the rati
     python benchmarks/compare_speed.py --data mnist.npz            # all scripts
     python benchmarks/compare_speed.py --data mnist.npz --scripts deep_autoencoder image_denoising
     python benchmarks/compare_speed.py --data mnist.npz --epochs 4 --save port
+    python benchmarks/compare_speed.py --data mnist.npz --skip-port --precisions auto \
+        --onednn on off --repeats 3 --save onednn   # execution settings, side by side
 
 --save NAME records the sitting as NAME in results/speed.json (seconds, precision,
 peak memory in MiB, speed-ups, GFLOP per epoch, with the date, machine and command)
@@ -18,6 +20,12 @@ images (``x / 255.``, and float64 Gaussian noise for the denoising inputs), the
 original string-named optimizers at a constant learning rate, and Keras' default
 compilation (no XLA on a CPU-only TensorFlow). Each side runs in a fresh process;
 the first epoch (tracing, compilation) is excluded from the steady state.
+
+Execution settings are compared the same way: --onednn (TensorFlow's oneDNN kernels
+on or off, or on but held to AVX2 instructions, as a CPU without AVX-512 runs them),
+--threads (TensorFlow's threads per operation) and --batch-sizes. Every combination is a column; with --repeats N each runs N times,
+alternating (A B B A ...) so that a slow spell of a shared machine falls on both,
+and the column shows the median.
 
 Also prints each model's arithmetic per epoch and rate in GFLOP/s: 3x the forward
 multiply-adds x 2 per training image plus 2x per validation image, over the epoch's
@@ -104,11 +112,19 @@ def speed_table(sitting):
     return "\n".join(lines)
 
 
+def sitting_line(sitting):
+    """When, how and where a sitting ran, as its page says above the table."""
+    return (f"{sitting['date']}, `{sitting['command']}`, on a {sitting['machine']}. "
+            "Seconds per 60,000-image epoch, the median of the runs:")
+
+
 def update_speed_page(speed, page=SPEED_PAGE):
     from run_all import write_block  # the same markers as the results pages
 
     for name, sitting in speed["sittings"].items():
         write_block(page, f"speed-{name}", speed_table(sitting))
+        if f"<!-- speed-{name}-run:start -->" in page.read_text():
+            write_block(page, f"speed-{name}-run", sitting_line(sitting))
 
 
 def cpu_name():
@@ -119,8 +135,11 @@ def cpu_name():
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
                   if line.startswith("model name")), platform.machine())
     flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
-    extras = [name for name in ("avx512_bf16", "amx_bf16") if name in flags.split()]
-    return f"{model} ({', '.join(extras) or 'no bfloat16 instructions'})"
+    flags = flags.split()
+    vectors = "AVX-512" if "avx512f" in flags else \
+        "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
+    extras = [name for name in ("avx512_bf16", "amx_bf16") if name in flags]
+    return f"{model} ({vectors}, {', '.join(extras) or 'no bfloat16 instructions'})"
 
 
 def save_sitting(name, record, path=SPEED_JSON):
@@ -200,11 +219,43 @@ def run_measured(command, env):
         return child.returncode, out.read(), err.read(), usage.ru_maxrss / 1024
 
 
-def run_side(args, script, side, backend="tensorflow", precision="auto"):
+class Side:
+    """One column: a backend, a precision, and the execution settings it changes
+    (None leaves the default: TensorFlow's oneDNN choice, its threads, the recipe's
+    batch size)."""
+
+    def __init__(self, backend="tensorflow", precision="auto", onednn=None,
+                 threads=None, batch_size=None):
+        self.backend, self.precision = backend, precision
+        self.onednn, self.threads, self.batch_size = onednn, threads, batch_size
+
+    @property
+    def label(self):
+        settings = [f"oneDNN {self.onednn}" if self.onednn else "",
+                    f"{self.threads} threads" if self.threads else "",
+                    f"batch {self.batch_size}" if self.batch_size else ""]
+        return " ".join([self.backend, *filter(None, settings), self.precision])
+
+    def environment(self):
+        env = dict(os.environ, KERAS_BACKEND=self.backend)
+        if self.onednn:
+            env["TF_ENABLE_ONEDNN_OPTS"] = "0" if self.onednn == "off" else "1"
+        if self.onednn == "AVX2":
+            env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        if self.threads:
+            env["TF_NUM_INTRAOP_THREADS"] = str(self.threads)
+        return env
+
+    def options(self):
+        return ["--batch-size", str(self.batch_size)] if self.batch_size else []
+
+
+def run_side(args, script, side, setting=None):
     """Run one side in a fresh process; return its seconds per full epoch, the
     precision it ran in and its peak memory in MiB."""
+    setting = setting or Side()
     limit = ["--limit", str(args.limit)] if args.limit else []
-    env = dict(os.environ, KERAS_BACKEND=backend)
+    env = setting.environment()
     scale = 60000 / args.limit if args.limit else 1.0  # extrapolate to 60k images
     if side == "port":
         command = [sys.executable, __file__, "--port", script, "--data", args.data,
@@ -218,10 +269,11 @@ def run_side(args, script, side, backend="tensorflow", precision="auto"):
     prefix = SCRIPTS[script]
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, f"{script}.py", "--data", args.data, "--epochs",
-                   str(args.epochs), "--out-dir", tmp, "--precision", precision, *limit]
+                   str(args.epochs), "--out-dir", tmp, "--precision", setting.precision,
+                   *setting.options(), *limit]
         status, out, err, peak = run_measured(command, env)
         if status:
-            raise cli.UserError(f"{script} on {backend} failed (exit {status}): "
+            raise cli.UserError(f"{script} ({setting.label}) failed (exit {status}): "
                                 f"{_last_line(err)}")
         metrics = files.read_json(Path(tmp, f"{prefix}_metrics.json"))
     return scale * metrics["seconds_per_epoch"], metrics["precision"], peak
@@ -264,6 +316,19 @@ def main():
                         choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
                         help="time our scripts at each of these --precision settings "
                              "(default: float32 and the scripts' default, auto)")
+    parser.add_argument("--onednn", nargs="+", choices=["on", "off", "AVX2"],
+                        help="TensorFlow only: time with its oneDNN kernels on, off, "
+                             "or on but held to AVX2 instructions, as on a CPU "
+                             "without AVX-512 (default: TensorFlow's own choice)")
+    parser.add_argument("--threads", nargs="+", type=cli.positive_int, metavar="N",
+                        help="TensorFlow's threads per operation (default: one per "
+                             "core)")
+    parser.add_argument("--batch-sizes", nargs="+", type=cli.positive_int,
+                        metavar="N", help="time our scripts at these batch sizes "
+                        "(default: each recipe's)")
+    parser.add_argument("--repeats", type=cli.positive_int, default=1,
+                        help="runs of each column, alternating, the median shown "
+                             "(default: %(default)s)")
     parser.add_argument("--skip-port", action="store_true",
                         help="time only our scripts (e.g. to compare backends)")
     parser.add_argument("--save", metavar="NAME",
@@ -290,8 +355,13 @@ def main():
         print(json.dumps({"seconds_per_epoch": seconds}))
         return
 
-    sides = [(b, p) for b in args.backends for p in args.precisions]
-    header = ([] if args.skip_port else ["port (TF)"]) + [f"{b} {p}" for b, p in sides]
+    if (args.onednn or args.threads) and args.backends != ["tensorflow"]:
+        raise cli.UserError("--onednn and --threads set TensorFlow's kernels: use "
+                            "them with --backends tensorflow alone")
+    sides = [Side(b, p, o, t, n) for b in args.backends for p in args.precisions
+             for o in args.onednn or [None] for t in args.threads or [None]
+             for n in args.batch_sizes or [None]]
+    header = ([] if args.skip_port else ["port (TF)"]) + [s.label for s in sides]
     print("Seconds per epoch (peak memory in MiB); speed-ups against the port")
     print(f"{'script':32}" + "".join(f"  {h:>32}" for h in header))
     timings, record = {}, {}
@@ -302,14 +372,22 @@ def main():
             cells.append(f"{port[0]:.1f} ({port[2]:.0f})")
             record[script] = {"port (TF)": {"seconds": port[0], "precision": "float32",
                                             "peak_mib": port[2]}}
+        runs = {side.label: [] for side in sides}
+        for repeat in range(args.repeats):
+            # A B B A ...: a slow spell of a shared machine falls on every column.
+            for side in sides if repeat % 2 == 0 else sides[::-1]:
+                runs[side.label].append(run_side(args, script, "ours", side))
         ours = {}
-        for backend, precision in sides:
-            seconds, used, peak = run_side(args, script, "ours", backend, precision)
-            ours[f"{backend} {precision}"] = seconds
+        for label, measured in runs.items():
+            every = [seconds for seconds, _, _ in measured]
+            seconds, used = float(np.median(every)), measured[0][1]
+            peak = max(p for _, _, p in measured)
+            ours[label] = seconds
             speedup = f" {port[0] / seconds:.2f}x" if port else ""
             cells.append(f"{seconds:.1f} {used}{speedup} ({peak:.0f})")
-            record.setdefault(script, {})[f"{backend} {precision}"] = dict(
+            record.setdefault(script, {})[label] = dict(
                 seconds=seconds, precision=used, peak_mib=peak,
+                **({"every_run": every} if args.repeats > 1 else {}),
                 **({"speedup": port[0] / seconds} if port else {}))
         timings[script] = {"port_tensorflow": port and port[0], **ours}
         print(line + "".join(f"  {c:>32}" for c in cells), flush=True)
