@@ -114,8 +114,12 @@ def speed_table(sitting):
 
 def sitting_line(sitting):
     """When, how and where a sitting ran, as its page says above the table."""
+    limit = sitting.get("limit")
+    epochs = (f"epochs of {limit:,} images extrapolated to 60,000 (which counts the "
+              "validation pass too often: compare within a row)") if limit else \
+        "full 60,000-image epochs"
     return (f"{sitting['date']}, `{sitting['command']}`, on a {sitting['machine']}. "
-            "Seconds per 60,000-image epoch, the median of the runs:")
+            f"Seconds per epoch, {epochs}, the median of the runs:")
 
 
 def update_speed_page(speed, page=SPEED_PAGE):
@@ -412,7 +416,8 @@ def main():
             "command": "python benchmarks/compare_speed.py " + " ".join(sys.argv[1:]),
             "machine": f"{cpu_name()}, {os.cpu_count()} CPU cores",
             "software": software(),
-            "columns": header, "scripts": record, "gflop_per_epoch": gflops})
+            "columns": header, "scripts": record, "gflop_per_epoch": gflops,
+            **({"limit": args.limit} if args.limit else {})})
 
 
 if __name__ == "__main__":

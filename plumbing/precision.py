@@ -1,4 +1,5 @@
-"""Mixed precision: which dtype policy to train in, and float32 copies to save.
+"""The hardware's say in a run: which dtype policy to train in (mixed precision),
+float32 copies to save, and the execution settings each run states.
 
 Keras is imported only where it is needed (to ask its backend about GPUs, to copy a
 model), once ``plumbing.training`` has loaded it quietly; the CPU questions need none.
@@ -38,6 +39,51 @@ def cpu_bfloat16_flags():
     """Which of the CPU's bfloat16 instruction sets Linux reports (none elsewhere)."""
     flags = _cpuinfo("flags").split()
     return [name.upper() for name in ("avx512_bf16", "amx_bf16") if name in flags]
+
+
+def cpu_vectors():
+    """The CPU's widest vector instructions as Linux reports them, in words."""
+    flags = _cpuinfo("flags").split()
+    if "avx512f" in flags:
+        return "AVX-512"
+    return "AVX2" if "avx2" in flags else ""
+
+
+def execution_settings(keras):
+    """What runs the arithmetic on this backend, for the run's first line and its
+    record: on TensorFlow whether its oneDNN kernels are on, and the threads per
+    operation everywhere.
+
+    oneDNN stays as TensorFlow sets it (on, on x86 CPUs): switched off, the
+    convolutional models ran far slower, both with AVX-512 and with oneDNN held to
+    AVX2 (docs/speed.md, "oneDNN on a CPU"). Set TF_ENABLE_ONEDNN_OPTS=0 to try
+    otherwise; the line and the record then say so.
+    """
+    import os
+
+    name = keras.backend.backend()
+    settings = {"backend": name, "cpu_vectors": cpu_vectors() or "unknown"}
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        switch = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower()
+        settings["onednn"] = "off" if switch in ("0", "false") else "on"
+        threads = tf.config.threading.get_intra_op_parallelism_threads()
+    elif name == "torch":
+        import torch
+
+        threads = torch.get_num_threads()
+    else:
+        threads = 0
+    settings["threads"] = threads or os.cpu_count()
+    return settings
+
+
+def describe_execution(settings):
+    """``execution_settings`` in a few words: "oneDNN on, 2 threads"."""
+    onednn = f"oneDNN {settings['onednn']}, " if "onednn" in settings else ""
+    threads = settings["threads"]
+    return f"{onednn}{threads} thread{'s' if threads != 1 else ''}"
 
 
 def cpu_name():

@@ -19,7 +19,8 @@ import numpy as np
 from plumbing import backend, cli, data, figures
 from plumbing.data import IMAGE_SHAPE
 from plumbing.files import OutputSet, check_staging, read_record, save_pickle
-from plumbing.precision import choose_precision, float32_model
+from plumbing.precision import (choose_precision, describe_execution,
+                                execution_settings, float32_model)
 
 keras = backend.import_keras()
 
@@ -56,8 +57,10 @@ class Run:
         args.precision, why = choose_precision(args.precision, on_cpu=on_cpu)
         keras.config.set_dtype_policy(args.precision)
         figures.use_window(args.show)
-        print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend, "
-              f"seed {args.seed}, {args.precision} ({why})")
+        self.execution = execution_settings(keras)
+        print(f"Keras {keras.__version__} on the {keras.backend.backend()} backend "
+              f"({describe_execution(self.execution)}), seed {args.seed}, "
+              f"{args.precision} ({why})")
         warmup = f", warmed up over {_epochs(args.warmup)}" if args.warmup else ""
         decay = "cosine decay" if args.schedule == "cosine" else "constant"
         print(f"Recipe ({args.recipe}): {_epochs(args.epochs)}, batches of "
@@ -109,7 +112,8 @@ class Run:
         return save_outputs(self.args, self.prefix, encoder=encoder, decoder=decoder,
                             codes=codes, labels=labels, images=images,
                             data_info=data_info, history=history, timer=self.timer,
-                            guard=self.guard, plots=plots, **measurements)
+                            guard=self.guard, plots=plots, execution=self.execution,
+                            **measurements)
 
     def compare_with(self, other):
         """The other model's mean code activation and test reconstruction loss."""
