@@ -76,7 +76,10 @@ def speed_table(sitting):
     rows = sitting["scripts"]
     cells = [cell for row in rows.values() for cell in row.values() if cell]
     header = ["script"] + [labels.get(c, c) for c in columns]
-    auto = [c for c in columns if c.endswith(" auto")]
+    # What auto chose, where it chose anything but float32.
+    auto = [c for c in columns if c.endswith(" auto") and any(
+        (row.get(c) or {}).get("precision", "float32") != "float32"
+        for row in rows.values())]
     header += [f"{labels.get(c, c)}: precision" for c in auto]
     faster = [c for c in columns if any("speedup" in (rows[s].get(c) or {}) for s in rows)]
     header += [f"{labels.get(c, c)}: speed-up" for c in faster]
@@ -118,7 +121,7 @@ def sitting_line(sitting):
     epochs = (f"epochs of {limit:,} images extrapolated to 60,000 (which counts the "
               "validation pass too often: compare within a row)") if limit else \
         "full 60,000-image epochs"
-    return (f"{sitting['date']}, `{sitting['command']}`, on a {sitting['machine']}. "
+    return (f"{sitting['date']}, `{sitting['command']}`; {sitting['machine']}. "
             f"Seconds per epoch, {epochs}, the median of the runs:")
 
 
