@@ -173,7 +173,9 @@ def measure_trained(args, keras):
                 "proposal": (
                     f"Student-t, {likelihood.PROPOSAL_DOF} degrees of freedom, the "
                     f"encoder's mean, {likelihood.PROPOSAL_WIDEN:g} times its "
-                    "standard deviation, 1000 samples per digit"),
+                    f"standard deviation, mixed with the prior (a share of "
+                    f"{likelihood.PROPOSAL_PRIOR_SHARE:g} of the codes), 1000 samples "
+                    "per digit"),
             },
         }
         print(prefix, measured[prefix])

@@ -704,3 +704,17 @@ def test_every_measured_number_is_generated_or_held(page):
     found = unheld_numbers(page)
     assert not found, f"{page.name}: numbers neither generated nor held:\n" + \
         "\n".join(found)
+
+
+def test_the_trained_vaes_likelihood_passes_its_own_checks():
+    """results/likelihood.json, the full-MNIST VAEs: the NLL under the negative ELBO,
+    the grid's refinements within 0.05 nats, and the importance-weighted cross-check
+    within 0.5 nats of the quadrature on the same digits."""
+    assert LIKELIHOOD["trained"]
+    for prefix, m in LIKELIHOOD["trained"].items():
+        assert m["test_nll"] <= m["negative_elbo"], prefix
+        first = m["first_1000_test_digits"]
+        for moved in ("half_spacing", "two_sd_wider"):
+            assert abs(first[moved] - first["default_grid"]) < 0.05, (prefix, moved)
+        weighted = m["importance_weighted"]
+        assert abs(weighted["estimate"] - weighted["exact"]) <= 0.5, prefix
