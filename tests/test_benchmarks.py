@@ -7,17 +7,18 @@ import os
 
 import numpy as np
 import pytest
-from support import one_line_error, run_script
+from support import copy_of, one_line_error, run_script, trained
 
 
 def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
+    """On two runs in one folder: the simple model's two epochs (a warm-up cut to
+    fit), and the MLP VAE's end-to-end run of test_training.py."""
     out, results = tmp_path / "features", tmp_path / "results"
-    trained = run_script("simple_autoencoder.py", "--data", "sample", "--epochs", 2,
-                         "--limit", 300, "--out-dir", out)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    trained = run_script("variational_autoencoder.py", "--data", "sample", "--epochs", 1,
-                         "--limit", 300, "--out-dir", out)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    for script, epochs in (("simple_autoencoder.py", 2),
+                           ("variational_autoencoder.py", 2)):
+        folder, result = trained(script, epochs=epochs, limit=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        copy_of(folder, out)
     metrics = json.loads((out / "simple_autoe_metrics.json").read_text())
 
     result = run_script("benchmarks/run_all.py", "--collect-only", "--out-dir", out,
@@ -52,7 +53,7 @@ def test_run_all_tabulates_what_the_scripts_wrote(tmp_path):
     assert not row["coin_flips"] and vae["coin_flips"]
     vae_metrics = json.loads((out / "variational_autoe_metrics.json").read_text())
     assert vae["test_loss"] == vae_metrics["test_loss"]  # the whole loss, both terms
-    assert "| variational_autoe | 2 | 1 | batch 100, adam 0.003, coin flips |" in table
+    assert "| variational_autoe | 2 | 2 | batch 100, adam 0.003, coin flips |" in table
 
 
 def test_run_all_with_nothing_to_collect_is_a_one_line_error(tmp_path):

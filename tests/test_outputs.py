@@ -37,8 +37,9 @@ def only_the_training_log(folder):
 @pytest.fixture
 def previous_run(tmp_path):
     """A folder holding a complete set from an earlier run (seed 1): one run,
-    trained once for every test here, copied into each test's own folder."""
-    out, result = trained("simple_autoencoder.py", "--seed", 1, limit=200)
+    trained once for every test here (and test_training.py's seed test), copied into
+    each test's own folder."""
+    out, result = trained("simple_autoencoder.py", "--seed", 1, limit=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return copy_of(out, tmp_path)
 

@@ -7,24 +7,25 @@ import shutil
 
 import numpy as np
 import pytest
-from support import backend_available, one_line_error, run_script
+from support import backend_available, copy_of, one_line_error, run_script
+from support import trained as shared_run
 
-QUICK = ["--limit", 300]
 TRAINED = ["denoise_autoe", "variational_autoe"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One folder with the MLP VAE and the denoiser, trained once for the whole file
-    on TensorFlow. The VAE sees the whole sample for a few hundred steps: a few
-    steps leave a decoder whose likelihood lies far out in the plane, where no
-    trained VAE puts it."""
+    """One folder with the MLP VAE and the denoiser, trained on TensorFlow once for
+    the whole session (the denoiser is test_training.py's end-to-end run). The VAE
+    sees the whole sample for a few hundred steps: a few steps leave a decoder whose
+    likelihood lies far out in the plane, where no trained VAE puts it."""
     folder = tmp_path_factory.mktemp("trained")
-    for script, options in [("variational_autoencoder.py", ["--epochs", 8]),
-                            ("image_denoising.py", [*QUICK, "--epochs", 1])]:
-        result = run_script(script, "--data", "sample", "--no-logs", *options,
-                            "--out-dir", folder)
+    for run in (shared_run("variational_autoencoder.py", "--no-logs", epochs=8,
+                           limit=None),
+                shared_run("image_denoising.py", limit=300)):
+        out, result = run
         assert result.returncode == 0, result.stderr[-3000:]
+        copy_of(out, folder)
     return folder
 
 

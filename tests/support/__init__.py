@@ -5,7 +5,9 @@ The helper scripts beside this file are run as subprocesses by the tests:
 """
 
 import atexit
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -34,22 +36,52 @@ def run_script(script, *args, backend="tensorflow", env=None, cwd=ROOT, timeout=
 
 
 _trained = {}
+# Where the shared runs are kept: set for the whole session by conftest.py, to a
+# folder that pytest-xdist's workers share; a fresh temporary folder otherwise.
+RUNS = None
 
 
-def trained(script, *flags, backend="tensorflow", epochs=1, limit=300):
+def _runs_folder():
+    global RUNS
+    if RUNS is None:
+        RUNS = Path(tempfile.mkdtemp(prefix="trained-"))
+        atexit.register(shutil.rmtree, RUNS, True)
+    return RUNS
+
+
+def trained(script, *flags, backend="tensorflow", epochs=1, limit=300, alone=False):
     """(out_dir, CompletedProcess) of one run of ``script`` on the sample, trained
-    the first time a test asks and shared by every test that asks the same again.
+    the first time a test asks and shared by every test that asks the same again,
+    in this process and in the other test workers (a file lock keeps them from
+    training it twice). ``limit=None`` trains on the whole sample; ``alone`` runs the
+    script from a folder that holds only it and ``plumbing/``, no other lesson.
 
     Read the folder, never write in it: a test that writes copies it first
-    (``copy_of``). The folders go when the test process ends.
+    (``copy_of``).
     """
-    key = (script, tuple(map(str, flags)), backend, epochs, limit)
+    from filelock import FileLock
+
+    key = (script, tuple(map(str, flags)), backend, epochs, limit, alone)
     if key not in _trained:
-        out = Path(tempfile.mkdtemp(prefix="trained-"))
-        atexit.register(shutil.rmtree, out, True)
-        result = run_script(script, *flags, "--data", "sample", "--epochs", epochs,
-                            "--limit", limit, "--out-dir", out, backend=backend)
-        _trained[key] = (out, result)
+        runs = _runs_folder()
+        name = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        out, record = runs / name, runs / f"{name}.json"
+        with FileLock(runs / f"{name}.lock"):
+            if not record.exists():
+                source, cwd = ROOT / script, ROOT
+                if alone:
+                    cwd = runs / f"{name}-alone"
+                    shutil.copytree(ROOT / "plumbing", cwd / "plumbing",
+                                    ignore=shutil.ignore_patterns("__pycache__"))
+                    source = Path(shutil.copy(ROOT / script, cwd))
+                sized = [] if limit is None else ["--limit", limit]
+                result = run_script(source, *flags, "--data", "sample", "--epochs",
+                                    epochs, *sized, "--out-dir", out, backend=backend,
+                                    cwd=cwd)
+                record.write_text(json.dumps([result.args, result.returncode,
+                                              result.stdout, result.stderr]))
+            _trained[key] = (out, subprocess.CompletedProcess(
+                *json.loads(record.read_text())))
     return _trained[key]
 
 
