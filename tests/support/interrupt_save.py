@@ -20,6 +20,10 @@ from plumbing import files
 
 signum = getattr(signal, f"SIG{sys.argv[1]}")
 when = sys.argv[2]
+# A process started in the background by a shell without job control (CI, `cmd &`)
+# inherits SIGINT ignored, and Python then leaves it so; a user's Ctrl-C in a
+# terminal raises KeyboardInterrupt, which is what this stands for.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def interrupt():
