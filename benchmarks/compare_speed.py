@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plumbing import cli, files, lessons, npz  # noqa: E402  (Keras-free till used)
+from plumbing import cli, files, lessons, npz, precision  # noqa: E402  (Keras-free till used)
 from plumbing.backend import backend_installed, import_keras  # noqa: E402
 
 # Each script's output prefix. The port trains with the batch size and optimizer of
@@ -135,18 +135,11 @@ def update_speed_page(speed, page=SPEED_PAGE):
 
 
 def cpu_name():
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("model name")), platform.machine())
-    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
-    flags = flags.split()
-    vectors = "AVX-512" if "avx512f" in flags else \
-        "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
-    extras = [name for name in ("avx512_bf16", "amx_bf16") if name in flags]
-    return f"{model} ({vectors}, {', '.join(extras) or 'no bfloat16 instructions'})"
+    """The CPU in words: its name, its widest vector instructions, its bfloat16 ones."""
+    extras = precision.cpu_bfloat16_flags()
+    return (f"{precision.cpu_name() or platform.machine()} "
+            f"({precision.cpu_vectors() or 'no AVX2'}, "
+            f"{', '.join(extras) or 'no bfloat16 instructions'})")
 
 
 def save_sitting(name, record, path=SPEED_JSON):

@@ -5,6 +5,8 @@ Keras is imported only where it is needed (to ask its backend about GPUs, to cop
 model), once ``plumbing.training`` has loaded it quietly; the CPU questions need none.
 """
 
+import os
+
 
 def choose_precision(requested, on_cpu=False):
     """The dtype policy to train with, and why, in a few words.
@@ -59,8 +61,6 @@ def execution_settings(keras):
     AVX2 (docs/speed.md, "oneDNN on a CPU"). Set TF_ENABLE_ONEDNN_OPTS=0 to try
     otherwise; the line and the record then say so.
     """
-    import os
-
     name = keras.backend.backend()
     settings = {"backend": name, "cpu_vectors": cpu_vectors() or "unknown"}
     if name == "tensorflow":
