@@ -23,9 +23,9 @@ the first epoch (tracing, compilation) is excluded from the steady state.
 
 Execution settings are compared the same way: --onednn (TensorFlow's oneDNN kernels
 on or off, or on but held to AVX2 instructions, as a CPU without AVX-512 runs them),
---threads (TensorFlow's threads per operation) and --batch-sizes. Every combination is a column; with --repeats N each runs N times,
-alternating (A B B A ...) so that a slow spell of a shared machine falls on both,
-and the column shows the median.
+--threads (TensorFlow's threads per operation) and --batch-sizes. Every combination
+is a column; with --repeats N each runs N times, alternating (A B B A ...) so that a
+slow spell of a shared machine falls on both, and the column shows the median.
 
 Also prints each model's arithmetic per epoch and rate in GFLOP/s: 3x the forward
 multiply-adds x 2 per training image plus 2x per validation image, over the epoch's
@@ -219,7 +219,7 @@ def run_measured(command, env):
         return child.returncode, out.read(), err.read(), usage.ru_maxrss / 1024
 
 
-class Side:
+class Column:
     """One column: a backend, a precision, and the execution settings it changes
     (None leaves the default: TensorFlow's oneDNN choice, its threads, the recipe's
     batch size)."""
@@ -253,7 +253,7 @@ class Side:
 def run_side(args, script, side, setting=None):
     """Run one side in a fresh process; return its seconds per full epoch, the
     precision it ran in and its peak memory in MiB."""
-    setting = setting or Side()
+    setting = setting or Column()
     limit = ["--limit", str(args.limit)] if args.limit else []
     env = setting.environment()
     scale = 60000 / args.limit if args.limit else 1.0  # extrapolate to 60k images
@@ -358,10 +358,10 @@ def main():
     if (args.onednn or args.threads) and args.backends != ["tensorflow"]:
         raise cli.UserError("--onednn and --threads set TensorFlow's kernels: use "
                             "them with --backends tensorflow alone")
-    sides = [Side(b, p, o, t, n) for b in args.backends for p in args.precisions
+    columns = [Column(b, p, o, t, n) for b in args.backends for p in args.precisions
              for o in args.onednn or [None] for t in args.threads or [None]
              for n in args.batch_sizes or [None]]
-    header = ([] if args.skip_port else ["port (TF)"]) + [s.label for s in sides]
+    header = ([] if args.skip_port else ["port (TF)"]) + [c.label for c in columns]
     print("Seconds per epoch (peak memory in MiB); speed-ups against the port")
     print(f"{'script':32}" + "".join(f"  {h:>32}" for h in header))
     timings, record = {}, {}
@@ -372,11 +372,11 @@ def main():
             cells.append(f"{port[0]:.1f} ({port[2]:.0f})")
             record[script] = {"port (TF)": {"seconds": port[0], "precision": "float32",
                                             "peak_mib": port[2]}}
-        runs = {side.label: [] for side in sides}
+        runs = {column.label: [] for column in columns}
         for repeat in range(args.repeats):
             # A B B A ...: a slow spell of a shared machine falls on every column.
-            for side in sides if repeat % 2 == 0 else sides[::-1]:
-                runs[side.label].append(run_side(args, script, "ours", side))
+            for column in columns if repeat % 2 == 0 else columns[::-1]:
+                runs[column.label].append(run_side(args, script, "ours", column))
         ours = {}
         for label, measured in runs.items():
             every = [seconds for seconds, _, _ in measured]
