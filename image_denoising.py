@@ -36,7 +36,7 @@ at the usual rate end, in 30 (results/tuning.md).
 """
 
 RECIPES = {
-    "ours": dict(epochs=30, batch_size=128, optimizer="adam", learning_rate=0.003,
+    "ours": dict(epochs=10, batch_size=128, optimizer="adam", learning_rate=0.003,
                  schedule="cosine", warmup=0, mixed_precision_on_cpu=True),
     "tutorial": dict(epochs=100, batch_size=128, optimizer="adadelta",
                      learning_rate=1.0, schedule="constant", warmup=0,
