@@ -4,7 +4,7 @@ Description: Runs the six scripts (and --sparse) on one dataset, then collects e
 <prefix>_metrics.json and the 5-nearest-neighbour accuracy of the saved features into
 results/results.json and a markdown table (results/results.md) for the README.
 
-    python benchmarks/run_all.py --data mnist.npz          # about 45 minutes on 2 cores
+    python benchmarks/run_all.py --data mnist.npz          # hours on 2 CPU cores
     python benchmarks/run_all.py --data mnist.npz --collect-only
     python benchmarks/run_all.py --data mnist.npz --floor-only
 
@@ -12,8 +12,9 @@ Every run's outputs (features, figures, models) stay in --out-dir (default
 results/features); --collect-only skips training and tabulates what is there.
 Writing into the repository's results/ also rewrites the generated parts of the
 README and docs/results.md (between <!-- NAME:start --> and <!-- NAME:end -->
-markers) and copies the run's figures into assets/, so the page, its numbers and
-its pictures come from one run. --floor-only records only the loss floor (below).
+markers, and the minutes column of the README's scripts table) and copies the
+run's figures into assets/, so the page, its numbers and its pictures come from one
+run: the README's Results table says how long each script took on which CPU. --floor-only records only the loss floor (below).
 """
 
 import argparse
@@ -237,7 +238,8 @@ def readme_table(results):
     floor = results.get("loss_floor")
     lines.append("")
     where = results.get("machine", rows[0]["machine"])
-    lines.append(f"{len(rows)} models in {total:.0f} minutes, {results.get('date', '')}, "
+    lines.append(f"{len(rows)} models in {total:.0f} minutes of training, "
+                 f"{results.get('date', '')}, "
                  f"{where}, {results.get('software', rows[0]['backend'])}.")
     if floor:
         lines.append(f"No model can score below {floor['per_pixel']:.3f} per pixel "
@@ -273,8 +275,26 @@ def write_block(path, name, text):
     path.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
+SCRIPTS_HEADER = "| script | model (as in the tutorial) |"
+
+
+def scripts_minutes(page, results):
+    """PAGE with the last cell of each row of the scripts table (the one under
+    SCRIPTS_HEADER) set to that script's minutes at its defaults in RESULTS."""
+    minutes = {f"`{r['command']}`": f"{r['total_minutes']:.0f}" for r in results["models"]}
+    lines, inside = page.split("\n"), False
+    for i, line in enumerate(lines):
+        inside = line.startswith(SCRIPTS_HEADER) or (inside and line.startswith("|"))
+        cells = line.split("|")
+        if inside and cells[1].strip() in minutes:
+            cells[-2] = f" {minutes[cells[1].strip()]} "
+            lines[i] = "|".join(cells)
+    return "\n".join(lines)
+
+
 def update_pages(results):
     write_block(README, "results-table", readme_table(results))
+    README.write_text(scripts_minutes(README.read_text(), results))
     if results.get("machine"):
         write_block(RESULTS_PAGE, "run", run_line(results))
     if results.get("loss_floor"):
