@@ -14,7 +14,8 @@ Writing into the repository's results/ also rewrites the generated parts of the
 README and docs/results.md (between <!-- NAME:start --> and <!-- NAME:end -->
 markers, and the minutes column of the README's scripts table) and copies the
 run's figures into assets/, so the page, its numbers and its pictures come from one
-run: the README's Results table says how long each script took on which CPU. --floor-only records only the loss floor (below).
+run, whose CPU the Results table names. --floor-only records only the loss floor
+(below).
 """
 
 import argparse
