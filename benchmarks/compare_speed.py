@@ -359,8 +359,8 @@ def main():
         raise cli.UserError("--onednn and --threads set TensorFlow's kernels: use "
                             "them with --backends tensorflow alone")
     columns = [Column(b, p, o, t, n) for b in args.backends for p in args.precisions
-             for o in args.onednn or [None] for t in args.threads or [None]
-             for n in args.batch_sizes or [None]]
+               for o in args.onednn or [None] for t in args.threads or [None]
+               for n in args.batch_sizes or [None]]
     header = ([] if args.skip_port else ["port (TF)"]) + [c.label for c in columns]
     print("Seconds per epoch (peak memory in MiB); speed-ups against the port")
     print(f"{'script':32}" + "".join(f"  {h:>32}" for h in header))

@@ -210,10 +210,10 @@ def importance_weighted_nll(encoder, decoder, digits, samples=1000, seed=0,
     is therefore a Student-t with ``dof`` degrees of freedom, centred on the
     encoder's mean with ``widen`` times its standard deviation: heavy tails reach
     what the Gaussian misses. Some grey digits have posterior mass far from the
-    encoder's mean, which that proposal rarely reaches: a ``prior_share`` of the codes is drawn
-    from the prior itself, which covers every mode, so that no weight can exceed
-    1 / prior_share times the likelihood (defensive importance sampling, Hesterberg,
-    1995). ``digits`` are shaped as the encoder takes them.
+    encoder's mean, which that proposal rarely reaches: a ``prior_share`` of the
+    codes is drawn from the prior itself, which covers every mode, so that no weight
+    can exceed 1 / prior_share times the likelihood (defensive importance sampling,
+    Hesterberg, 1995). ``digits`` are shaped as the encoder takes them.
     """
     from scipy import stats
 
