@@ -63,7 +63,7 @@ import math
 
 from plumbing import cli
 
-parser = cli.training_parser(__doc__, RECIPES)
+parser = cli.training_parser(__doc__, RECIPES, likelihood=True)
 parser.add_argument("--coin-flips", action=argparse.BooleanOptionalAction,
                     help="in training, show the encoder each digit as coin flips, "
                          "every pixel inked with the probability its grey level "
@@ -311,11 +311,15 @@ The bound is loose by how far the encoder's Gaussian misses the true posterior. 
 a 2-d latent space the integral itself is cheap: decode a fine grid of the plane
 once, score every test digit against every grid point, and sum with the prior's
 weights. The difference is the price of the encoder's approximation.
+`--no-likelihood` skips it, for a quicker run.
 """
 
-nll = likelihood.exact_nll(decoder, x_test)
-print(f"Test NLL {nll['test_nll']:.1f} nats per digit (exact, by quadrature over "
-      f"the latent plane): the loss is {test['loss'] - nll['test_nll']:.1f} above it")
+nll = {}
+if args.likelihood:
+    nll = likelihood.exact_nll(decoder, x_test)
+    print(f"Test NLL {nll['test_nll']:.1f} nats per digit (exact, by quadrature over "
+          f"the latent plane): the loss is {test['loss'] - nll['test_nll']:.1f} above "
+          "it")
 
 """
 ## Saving

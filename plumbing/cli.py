@@ -212,14 +212,15 @@ def _description(doc):
     return text[start + len("Description:"):].strip() if start >= 0 else None
 
 
-def training_parser(doc, recipes):
+def training_parser(doc, recipes, likelihood=False):
     """The command line every training script shares; ``recipes`` gives the defaults.
 
     ``recipes`` maps "ours" and "tutorial" to plain dicts of RECIPE_OPTIONS (and,
     for a model that gains from bfloat16 on a CPU, ``mixed_precision_on_cpu=True``).
     Each training option defaults to None here and ``training.Run`` fills in the
     chosen recipe's value, so an option given on the command line changes that
-    option only.
+    option only. ``likelihood``: the script computes the exact test likelihood after
+    training (the VAEs), which ``--no-likelihood`` skips.
     """
     parser = ArgumentParser(description=_description(doc),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -285,6 +286,11 @@ def training_parser(doc, recipes):
     parser.add_argument("--show", action="store_true",
                         help="also open the figures in a window (they are always "
                              "saved as PNG files)")
+    if likelihood:
+        parser.add_argument("--no-likelihood", dest="likelihood", action="store_false",
+                            help="skip the exact test likelihood, a sum over a fine "
+                                 "grid of the latent plane that follows training "
+                                 "(default: computed, printed and recorded)")
     return parser
 
 
