@@ -314,12 +314,10 @@ weights. The difference is the price of the encoder's approximation.
 `--no-likelihood` skips it, for a quicker run.
 """
 
-nll = {}
-if args.likelihood:
-    nll = likelihood.exact_nll(decoder, x_test)
+nll = likelihood.exact_nll(decoder, x_test) if args.likelihood else {}
+if nll:
     print(f"Test NLL {nll['test_nll']:.1f} nats per digit (exact, by quadrature over "
-          f"the latent plane): the loss is {test['loss'] - nll['test_nll']:.1f} above "
-          "it")
+          f"the latent plane): the loss is {test['loss'] - nll['test_nll']:.1f} above it")
 
 """
 ## Saving

@@ -265,15 +265,14 @@ The bound is loose by how far the encoder's Gaussian misses the true posterior. 
 a 2-d latent space the integral itself is cheap: decode a fine grid of the plane
 once, score every test digit against every grid point, and sum with the prior's
 weights. The difference is the price of the encoder's approximation.
-`--no-likelihood` skips it, for a quicker run.
+Through this decoder's transposed convolutions the grid takes longer to decode
+than through the MLP's; `--no-likelihood` skips it.
 """
 
-nll = {}
-if args.likelihood:
-    nll = likelihood.exact_nll(decoder, x_test)
+nll = likelihood.exact_nll(decoder, x_test) if args.likelihood else {}
+if nll:
     print(f"Test NLL {nll['test_nll']:.1f} nats per digit (exact, by quadrature over "
-          f"the latent plane): the loss is {test['loss'] - nll['test_nll']:.1f} above "
-          "it")
+          f"the latent plane): the loss is {test['loss'] - nll['test_nll']:.1f} above it")
 
 """
 ## Saving
