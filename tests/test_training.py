@@ -58,13 +58,13 @@ def load_pickle(path):
 
 # Every script on every backend; --sparse adds a penalty, not model code, so one
 # backend is enough for it.
+END_TO_END = [pytest.param(*script, backend, id=f"{script[2]}-{backend}")
+              for backend in BACKENDS for script in SCRIPTS
+              if backend == "tensorflow" or not script[1]]
 # The deconvolutional VAE's exact likelihood decodes most of the latent grid through
 # its convolutions, minutes on JAX and PyTorch: it is checked on TensorFlow, and the
 # MLP VAE's covers the other backends.
 SKIP_LIKELIHOOD = {"variational_autoe_deconv"}
-END_TO_END = [pytest.param(*script, backend, id=f"{script[2]}-{backend}")
-              for backend in BACKENDS for script in SCRIPTS
-              if backend == "tensorflow" or not script[1]]
 
 
 @pytest.mark.parametrize("script,flags,prefix,code_shape,figures,backend", END_TO_END)
